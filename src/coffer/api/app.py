@@ -1,0 +1,40 @@
+"""The FastAPI application: routers under /api/v1, one error shape, OpenAPI at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from coffer import __version__
+from coffer.api import errors
+from coffer.db import Database
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(*, database: Database, **state: Any) -> FastAPI:
+    app = FastAPI(
+        title="Coffer",
+        version=__version__,
+        summary="Wallets, a double-entry ledger and payments for apps with an in-app currency.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.database = database
+    for name, value in state.items():
+        setattr(app.state, name, value)
+    errors.install(app)
+
+    health = APIRouter(tags=["health"])
+
+    @health.get("/healthz", summary="Liveness and database reachability")
+    def healthz() -> dict[str, str]:
+        with database.read() as session:
+            session.connection().exec_driver_sql("SELECT 1")
+        return {"status": "ok", "database": database.dialect}
+
+    app.include_router(health)
+    app.include_router(health, prefix=API_PREFIX)
+    return app

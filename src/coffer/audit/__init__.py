@@ -1,0 +1,1 @@
+"""Audit: the invariants report and the operators' read models."""

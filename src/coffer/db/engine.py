@@ -1,0 +1,141 @@
+"""Engines and units of work for SQLite (the default, a file in WAL mode) and PostgreSQL.
+
+Every write transaction on SQLite begins IMMEDIATE: it takes the database's write lock up front,
+so two writers queue on the busy timeout instead of deadlocking when both try to upgrade a read
+lock. Reads begin DEFERRED and see a snapshot (WAL), never blocking writers. On PostgreSQL writes
+run at READ COMMITTED with explicit, ordered row locks; `snapshot()` reads at REPEATABLE READ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_S = 30
+POOL_SIZE = 10
+POOL_OVERFLOW_MAX = 20
+POOL_TIMEOUT_S = 30
+CONNECT_TIMEOUT_S = 10
+_READ_ONLY = "coffer_read_only"
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` URLs for the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: str, *, echo: bool) -> Engine:
+    engine = create_engine(
+        url,
+        echo=echo,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW_MAX,
+        pool_timeout=POOL_TIMEOUT_S,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own is always DEFERRED).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+            # FULL: a committed transfer survives a power cut, not only a crash of the process.
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(url: str, *, echo: bool) -> Engine:
+    return create_engine(
+        url,
+        echo=echo,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_OVERFLOW_MAX,
+        pool_timeout=POOL_TIMEOUT_S,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c timezone=UTC"},
+    )
+
+
+@dataclass(frozen=True)
+class Database:
+    """One database: its engine and the sessions the edges use to own their transactions."""
+
+    engine: Engine
+    writer: sessionmaker[Session]
+    reader: sessionmaker[Session]
+
+    @classmethod
+    def connect(cls, url: str, *, echo: bool = False) -> Database:
+        url = normalise_url(url)
+        name = make_url(url).get_backend_name()
+        if name == "sqlite":
+            engine = _sqlite_engine(url, echo=echo)
+        elif name == "postgresql":
+            engine = _postgres_engine(url, echo=echo)
+        else:
+            raise ValueError(f"unsupported database {name!r}: use sqlite or postgresql")
+        read_engine = engine.execution_options(**{_READ_ONLY: True})
+        return cls(
+            engine=engine,
+            writer=sessionmaker(bind=engine, expire_on_commit=False),
+            reader=sessionmaker(bind=read_engine, expire_on_commit=False),
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """One write transaction: committed if the block succeeds, rolled back if it raises."""
+        with self.writer() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (never commits anything)."""
+        with self.reader() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read transaction that sees one consistent instant, for audits and `verify`."""
+        with self.reader() as session:
+            if self.dialect == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Small standard-library helpers: ids, the clock, integer money maths."""
