@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 import sys
 from dataclasses import dataclass, field
 
@@ -10,6 +12,7 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy import MetaData
 
+import coffer
 from coffer import ledger
 from coffer.api.app import create_app
 from coffer.config import Settings
@@ -18,7 +21,14 @@ from coffer.db.base import metadata as app_metadata
 
 
 def all_metadata() -> list[MetaData]:
-    """Every table in Coffer, for migrations and schema checks."""
+    """Every table in Coffer, for migrations and schema checks.
+
+    Each domain keeps its tables in its own `tables.py`; importing them all registers them on
+    the shared metadata, so a new domain needs no line here.
+    """
+    for module in pkgutil.walk_packages(coffer.__path__, prefix="coffer."):
+        if module.name.endswith(".tables"):
+            importlib.import_module(module.name)
     return [ledger.metadata, app_metadata]
 
 

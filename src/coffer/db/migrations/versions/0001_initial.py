@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:52:00.921098
+Create Date: 2026-11-23 18:55:17.468009
 """
 
 from collections.abc import Sequence
