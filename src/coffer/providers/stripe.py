@@ -1,0 +1,426 @@
+"""Stripe behind the Protocol, over the official `stripe` SDK (16.1.0) and its `StripeClient`.
+
+Amounts: Stripe counts in the currency's smallest unit, as Coffer does (cents for USD, the unit
+itself for zero-decimal currencies such as JPY), so amounts pass through unchanged; currency
+codes go to Stripe in lower case and come back upper case.
+
+An order is a PaymentIntent (`provider_order_id` = `pi_...`), and Coffer's `payment_id` for
+Stripe is the same PaymentIntent id: refunds are made against the PaymentIntent. The client's
+proof (`verify_payment`'s `signature`) is the PaymentIntent's `client_secret`, which only the
+paying client was given; the PaymentIntent is then read back and must be `succeeded` for the
+order's amount and currency.
+
+Every POST carries an `Idempotency-Key` derived from Coffer's own ids (order, refund key,
+payout), so the SDK's retries (`attempts_max - 1` of them, on connection errors, 409 and 5xx)
+and Coffer's own retries never create a second object. Each request has an explicit
+`timeout_s`. The SDK's telemetry (a per-machine id file and request metrics sent to Stripe) is
+switched off when this module is imported; the switch is global to the SDK.
+
+Webhooks: `Stripe-Signature` is checked on the raw bytes with a 300 s tolerance either way
+(`signatures.verify_stripe`; stricter than the SDK, which accepts any future timestamp).
+`payment_intent.payment_failed` is not final: the customer may retry and the same PaymentIntent
+may still succeed, so a later PAYMENT_SUCCEEDED must win over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import stripe
+
+from coffer.errors import (
+    BadRequest,
+    InvalidSignature,
+    ProviderDisabled,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from coffer.providers import signatures
+from coffer.providers._common import (
+    check_amount,
+    check_body_size,
+    check_currency,
+    derived_key,
+    from_unix,
+    header,
+    load_event,
+    optional_int,
+    optional_str,
+    upper,
+)
+from coffer.providers.base import (
+    OUTBOUND_ATTEMPTS_MAX,
+    OUTBOUND_TIMEOUT_S,
+    EventKind,
+    OrderRequest,
+    PaymentConfirmation,
+    PayoutRequest,
+    ProviderOrder,
+    ProviderPayout,
+    ProviderRefund,
+    WebhookEvent,
+)
+
+# Global to the SDK: no telemetry id written to disk, no request metrics sent with each call.
+stripe.enable_telemetry = False
+
+NAME = "stripe"
+SIGNATURE_HEADER = "Stripe-Signature"
+METADATA_VALUE_LENGTH_MAX = 500  # Stripe's limit on a metadata value
+_IDEMPOTENCY_KEY = r"[\x21-\x7e]{1,255}"  # printable ASCII, at most 255: Stripe's limit
+
+EVENT_KINDS: Mapping[str, EventKind] = {
+    "payment_intent.succeeded": EventKind.PAYMENT_SUCCEEDED,
+    "payment_intent.payment_failed": EventKind.PAYMENT_FAILED,  # not final: see above
+    "payment_intent.processing": EventKind.PAYMENT_PROCESSING,
+    "payment_intent.canceled": EventKind.PAYMENT_CANCELLED,
+    "charge.refunded": EventKind.REFUND_SUCCEEDED,
+    "refund.failed": EventKind.REFUND_FAILED,
+    "payout.paid": EventKind.PAYOUT_PAID,
+    "payout.failed": EventKind.PAYOUT_FAILED,
+    "payout.canceled": EventKind.PAYOUT_FAILED,
+}
+# Events whose meaning is in the object's status rather than in their name.
+REFUND_EVENT_KINDS: Mapping[str, EventKind] = {
+    "succeeded": EventKind.REFUND_SUCCEEDED,
+    "failed": EventKind.REFUND_FAILED,
+    "canceled": EventKind.REFUND_FAILED,
+}
+PAYOUT_EVENT_KINDS: Mapping[str, EventKind] = {
+    "in_transit": EventKind.PAYOUT_PROCESSING,
+    "paid": EventKind.PAYOUT_PAID,
+    "failed": EventKind.PAYOUT_FAILED,
+    "canceled": EventKind.PAYOUT_FAILED,
+}
+REFUND_STATUSES: Mapping[str, str] = {
+    "pending": "pending",
+    "requires_action": "pending",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "failed",
+}
+PAYOUT_STATUSES: Mapping[str, str] = {
+    "pending": "pending",
+    "in_transit": "processing",
+    "paid": "paid",
+    "failed": "failed",
+    "canceled": "failed",
+}
+
+
+class StripeProvider:
+    """Stripe PaymentIntents, webhooks, refunds and payouts."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        publishable_key: str | None = None,
+        webhook_secret: str | None = None,
+        api_base: str | None = None,
+        timeout_s: float = OUTBOUND_TIMEOUT_S,
+        attempts_max: int = OUTBOUND_ATTEMPTS_MAX,
+        tolerance_s: int = signatures.STRIPE_TOLERANCE_S,
+        clock_s: Callable[[], float] | None = None,
+    ) -> None:
+        assert api_key, "a Stripe provider without a key is disabled, not built"
+        assert timeout_s > 0 and attempts_max >= 1 and tolerance_s > 0
+        self._publishable_key = publishable_key or None
+        self._webhook_secret = webhook_secret or None
+        self._tolerance_s = tolerance_s
+        self._clock_s = clock_s
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+            max_network_retries=attempts_max - 1,
+            http_client=stripe.RequestsClient(timeout=timeout_s),
+        )
+
+    def public_config(self) -> Mapping[str, Any]:
+        return {"publishable_key": self._publishable_key}
+
+    # -- orders and payments -------------------------------------------------------------------
+
+    def create_order(self, request: OrderRequest) -> ProviderOrder:
+        amount = check_amount(request.amount)
+        currency = check_currency(request.currency)
+        metadata = {"order_id": request.order_id}
+        if request.customer_id:
+            metadata["customer_id"] = request.customer_id[:METADATA_VALUE_LENGTH_MAX]
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "metadata": metadata,
+            "automatic_payment_methods": {"enabled": True},
+        }
+        if request.description:
+            params["description"] = request.description[:1_000]
+        key = request.idempotency_key or f"coffer-order-{request.order_id}"
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.create(
+                params,  # type: ignore[arg-type]  # a plain dict is what the SDK sends
+                {"idempotency_key": _key(key)},
+            )
+        )
+        if intent.get("amount") != amount or upper(intent.get("currency")) != currency:
+            raise ProviderRejected("Stripe answered a PaymentIntent for another amount or currency")
+        return ProviderOrder(
+            provider=NAME,
+            provider_order_id=_required_str(intent, "id"),
+            amount=amount,
+            currency=currency,
+            checkout={
+                "client_secret": _required_str(intent, "client_secret"),
+                "publishable_key": self._publishable_key,
+            },
+        )
+
+    def verify_payment(
+        self, *, provider_order_id: str, payment_id: str, signature: str, amount: int, currency: str
+    ) -> PaymentConfirmation:
+        """Read the PaymentIntent back: the client's secret, then `succeeded`, amount, currency."""
+        if not provider_order_id.startswith("pi_"):
+            raise InvalidSignature("a Stripe order id is a PaymentIntent id (pi_...)")
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(provider_order_id))
+        secret = intent.get("client_secret")
+        if not isinstance(secret, str) or not signatures.constant_time_equal(secret, signature):
+            raise InvalidSignature("the signature is not this PaymentIntent's client secret")
+        if payment_id not in (intent.get("id"), intent.get("latest_charge")):
+            raise InvalidSignature("the payment id is neither the PaymentIntent nor its charge")
+        status = intent.get("status")
+        if status != "succeeded":
+            error = intent.get("last_payment_error")
+            raise ProviderRejected(
+                f"the PaymentIntent is {status}, not succeeded",
+                status=status,
+                failure_reason=error.get("message") if isinstance(error, dict) else None,
+            )
+        received = intent.get("amount_received")
+        if intent.get("amount") != amount or received != amount:
+            raise ProviderRejected(
+                "the PaymentIntent's amount differs from the order's",
+                paid_amount=received,
+            )
+        if upper(intent.get("currency")) != currency:
+            raise ProviderRejected("the PaymentIntent's currency differs from the order's")
+        return PaymentConfirmation(
+            provider_order_id=provider_order_id,
+            payment_id=provider_order_id,
+            amount=amount,
+            currency=currency,
+        )
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        if self._webhook_secret is None:
+            raise ProviderDisabled(
+                "Stripe webhooks are off: COFFER_STRIPE_WEBHOOK_SECRET is not set",
+                missing=["COFFER_STRIPE_WEBHOOK_SECRET"],
+            )
+        check_body_size(body)
+        signatures.verify_stripe(
+            body,
+            header=header(headers, SIGNATURE_HEADER),
+            secret=self._webhook_secret,
+            tolerance_s=self._tolerance_s,
+            now_s=self._clock_s() if self._clock_s else None,
+        )
+        event = load_event(body)
+        event_id, event_type = event.get("id"), event.get("type")
+        if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
+            raise BadRequest("the Stripe event has no id or type")
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        return _translate(
+            event_id=event_id,
+            event_type=event_type,
+            created=event.get("created"),
+            obj=obj if isinstance(obj, dict) else {},
+            event=event,
+        )
+
+    # -- money out -----------------------------------------------------------------------------
+
+    def refund(
+        self, *, payment_id: str, amount: int, currency: str, idempotency_key: str, reason: str
+    ) -> ProviderRefund:
+        check_amount(amount)
+        check_currency(currency)
+        if not idempotency_key:
+            raise ProviderRejected("a refund needs an idempotency key")
+        params = {
+            "payment_intent": payment_id,
+            "amount": amount,
+            "reason": "requested_by_customer",
+            "metadata": {"reason": reason[:METADATA_VALUE_LENGTH_MAX]},
+        }
+        refund = self._call(
+            lambda: self._client.v1.refunds.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": _key(f"coffer-refund-{idempotency_key}")},
+            )
+        )
+        status = REFUND_STATUSES.get(str(refund.get("status")))
+        if status is None:
+            raise ProviderRejected("Stripe answered a refund in an unknown status")
+        return ProviderRefund(
+            refund_id=_required_str(refund, "id"),
+            payment_id=optional_str(refund.get("payment_intent")) or payment_id,
+            amount=optional_int(refund.get("amount")) or amount,
+            currency=upper(refund.get("currency")) or currency,
+            status=status,
+        )
+
+    def payout(self, request: PayoutRequest) -> ProviderPayout:
+        """A payout from the Stripe balance (or a connected account's) to a bank account.
+
+        Destination: `{"type": "bank_account", "stripe_account"?: "acct_...",
+        "external_account"?: "ba_..."}`; without them the platform's default bank account.
+        """
+        amount = check_amount(request.amount)
+        currency = check_currency(request.currency)
+        destination = request.destination
+        if destination.get("type") != "bank_account":
+            raise ProviderRejected("Stripe pays out to bank accounts only")
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "metadata": {"payout_id": request.payout_id},
+        }
+        if request.description:
+            params["description"] = request.description[:1_000]
+        if destination.get("external_account"):
+            params["destination"] = str(destination["external_account"])
+        options: dict[str, Any] = {"idempotency_key": _key(f"coffer-payout-{request.payout_id}")}
+        if destination.get("stripe_account"):
+            options["stripe_account"] = str(destination["stripe_account"])
+        payout = self._call(lambda: self._client.v1.payouts.create(params, options))  # type: ignore[arg-type]
+        status = PAYOUT_STATUSES.get(str(payout.get("status")))
+        if status is None:
+            raise ProviderRejected("Stripe answered a payout in an unknown status")
+        return ProviderPayout(
+            payout_id=_required_str(payout, "id"),
+            amount=optional_int(payout.get("amount")) or amount,
+            currency=upper(payout.get("currency")) or currency,
+            status=status,
+            failure_reason=optional_str(payout.get("failure_message"))
+            or optional_str(payout.get("failure_code")),
+        )
+
+    # -- the boundary --------------------------------------------------------------------------
+
+    def _call(self, request: Callable[[], Any]) -> dict[str, Any]:
+        """One SDK request (the SDK retries it), its errors mapped, its answer as a dict."""
+        try:
+            answer = request()
+        except stripe.StripeError as exc:
+            raise _map_error(exc) from exc
+        return dict(answer.to_dict())
+
+
+def _map_error(exc: stripe.StripeError) -> Exception:
+    """A Stripe SDK error as Coffer's: retry later, or the provider said no."""
+    message = exc.user_message or str(exc) or type(exc).__name__
+    details = {"provider_code": exc.code, "http_status": exc.http_status}
+    if isinstance(exc, stripe.SignatureVerificationError):
+        return InvalidSignature("Stripe signature verification failed")
+    if isinstance(exc, stripe.APIConnectionError):
+        return ProviderUnavailable(f"Stripe could not be reached: {message}", **details)
+    if isinstance(exc, stripe.RateLimitError):
+        return ProviderUnavailable(f"Stripe is rate limiting: {message}", **details)
+    if isinstance(
+        exc,
+        stripe.InvalidRequestError
+        | stripe.CardError
+        | stripe.AuthenticationError
+        | stripe.PermissionError
+        | stripe.IdempotencyError,
+    ):
+        return ProviderRejected(f"Stripe refused the request: {message}", **details)
+    # APIError and the rest: a 5xx, a 409 still conflicting after retries, or no status at all
+    # is Stripe's trouble; any other 4xx is a refusal.
+    status = exc.http_status
+    if status is None or status >= 500 or status == 409:
+        return ProviderUnavailable(f"Stripe failed to answer: {message}", **details)
+    return ProviderRejected(f"Stripe refused the request: {message}", **details)
+
+
+def _translate(
+    *, event_id: str, event_type: str, created: Any, obj: dict[str, Any], event: dict[str, Any]
+) -> WebhookEvent:
+    kind = EVENT_KINDS.get(event_type, EventKind.IGNORED)
+    fields: dict[str, Any] = {}
+    status = obj.get("status")
+    if event_type.startswith("payment_intent."):
+        error = obj.get("last_payment_error")
+        error = error if isinstance(error, dict) else {}
+        succeeded = event_type == "payment_intent.succeeded"
+        fields = {
+            "provider_order_id": optional_str(obj.get("id")),
+            "payment_id": optional_str(obj.get("id")),
+            "amount": optional_int(obj.get("amount_received" if succeeded else "amount")),
+            "currency": upper(obj.get("currency")),
+            "failure_reason": optional_str(error.get("message"))
+            or optional_str(error.get("code"))
+            or optional_str(obj.get("cancellation_reason")),
+        }
+    elif event_type == "charge.refunded":
+        # The charge's refunds list is only sent by older API versions; when it is there the
+        # newest refund is the one this event is about.
+        refunds = obj.get("refunds")
+        listed = refunds.get("data") if isinstance(refunds, dict) else None
+        latest = listed[0] if isinstance(listed, list) and listed else {}
+        latest = latest if isinstance(latest, dict) else {}
+        fields = {
+            "payment_id": optional_str(obj.get("payment_intent")),
+            "refund_id": optional_str(latest.get("id")),
+            "amount": optional_int(latest.get("amount")),
+            "currency": upper(obj.get("currency")),
+        }
+    elif event_type.startswith("refund."):
+        if event_type in ("refund.created", "refund.updated"):
+            kind = REFUND_EVENT_KINDS.get(str(status), EventKind.IGNORED)
+        fields = {
+            "payment_id": optional_str(obj.get("payment_intent")),
+            "refund_id": optional_str(obj.get("id")),
+            "amount": optional_int(obj.get("amount")),
+            "currency": upper(obj.get("currency")),
+            "failure_reason": optional_str(obj.get("failure_reason")),
+        }
+    elif event_type.startswith("payout."):
+        if event_type in ("payout.created", "payout.updated"):
+            kind = PAYOUT_EVENT_KINDS.get(str(status), EventKind.IGNORED)
+        fields = {
+            "payout_id": optional_str(obj.get("id")),
+            "amount": optional_int(obj.get("amount")),
+            "currency": upper(obj.get("currency")),
+            "failure_reason": optional_str(obj.get("failure_message"))
+            or optional_str(obj.get("failure_code")),
+        }
+    return WebhookEvent(
+        provider=NAME,
+        event_id=event_id,
+        kind=kind,
+        provider_type=event_type,
+        occurred_at=from_unix(created),
+        data=event,
+        **fields,
+    )
+
+
+def _key(value: str) -> str:
+    return derived_key(value, pattern=_IDEMPOTENCY_KEY, length_max=255)
+
+
+def _required_str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise ProviderUnavailable(f"Stripe's answer has no {key}")
+    return value
+
+
+__all__ = ["EVENT_KINDS", "SIGNATURE_HEADER", "StripeProvider"]
