@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from limits import parse_many
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -34,6 +35,7 @@ AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 DIAMOND = "DIAMOND"
+JWT_SECRET_BYTES_MIN = 32
 
 
 class ConfigError(Exception):
@@ -197,12 +199,18 @@ class Settings(BaseSettings):
     default_provider: Literal["mock", "razorpay", "stripe"] = "mock"
     redis_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Requests per principal (API key or user), in the `limits` notation: "600/minute" or
+    # "20/second;600/minute". Counted in Redis when redis_url is set, else in memory.
     rate_limit: str = "600/minute"
+    # Failed authentications per client address; past it the address gets 429 for any token.
+    auth_failure_rate_limit: str = "60/minute"
 
     razorpay_key_id: str | None = None
     razorpay_key_secret: SecretStr | None = None
     razorpay_webhook_secret: SecretStr | None = None
     razorpay_api_base: str | None = None
+    # RazorpayX business account that payouts are drawn from; payouts are off without it.
+    razorpay_payout_account_number: str | None = None
 
     stripe_api_key: SecretStr | None = None
     stripe_publishable_key: str | None = None
@@ -210,6 +218,8 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
 
     mock_webhook_secret: SecretStr | None = None
+    # The sandbox provider is on unless switched off (e.g. in production).
+    mock_enabled: bool = True
 
     # Group commit (ledger/batch.py), for writers that go through it.
     ledger_batch_size_max: Annotated[int, Field(gt=0, le=100_000)] = 1_000
@@ -229,6 +239,25 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         # An empty secret disables what it guards rather than accepting anything (STYLE 9).
         return None if value == "" else value
+
+    @field_validator("rate_limit", "auth_failure_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        try:
+            parsed = parse_many(value)
+        except ValueError:
+            parsed = []
+        if not parsed:
+            raise ValueError(f"not a rate limit: {value!r} (write e.g. '600/minute')")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 with a short secret can be brute-forced offline from a single token.
+        if value is not None and len(value.get_secret_value().encode()) < JWT_SECRET_BYTES_MIN:
+            raise ValueError(f"must be at least {JWT_SECRET_BYTES_MIN} bytes long")
+        return value
 
     @cached_property
     def shop(self) -> ShopConfig:

@@ -1,0 +1,164 @@
+"""The `Idempotency-Key` header at the edge: one unit of work for the claim, the money move and
+the stored answer (see `coffer.idempotency.service` for why it is one transaction).
+
+A money-moving route takes `idem: Idempotent` and hands it the service call; it returns the
+Response that `run` gives back (declare `response_model` and `status_code` on the decorator so
+OpenAPI still describes the body):
+
+    from coffer.api.idempotent import Idempotent
+
+    @router.post("/wallet/send-gift", status_code=201, response_model=SendGiftOut)
+    def send_gift(body: SendGiftIn, principal: UserPrincipal, idem: Idempotent) -> Response:
+        return idem.run(
+            status_code=201,
+            work=lambda session: gifts.send_gift(session, sender_id=principal.user_id, ...),
+        )
+
+`work` gets the transaction's session, must do all its writes in it (not through a `Batcher`,
+whose transaction is its own), and returns something JSON-able: a Pydantic model, a dict, a
+list. Without the header it runs once in a unit of work as usual. With it:
+
+- the same key and request from the same principal: the first answer, byte for byte, with
+  `Idempotent-Replayed: true`; nothing runs again;
+- the same key with another method, path, query or body: 409 `idempotency_conflict`;
+- copies that arrive together: one runs, the rest wait for it and replay its answer;
+- a failure (any error) stores nothing, so a retry with the same key runs again;
+- a malformed key (empty, over 255 characters, not printable ASCII): 422 `validation_error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from coffer import idempotency
+from coffer.api.deps import AnyPrincipal, get_database
+from coffer.auth import Principal
+from coffer.db import Database
+from coffer.idempotency import IdempotencyRecord
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+JSON_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """One request's idempotency context: who asked, with which key, for what."""
+
+    database: Database
+    principal: Principal
+    key: str | None
+    fingerprint: bytes
+    method: str
+    path: str
+
+    def run(self, *, status_code: int, work: Callable[[Session], Any]) -> Response:
+        """Run `work` once for this (principal, key) and answer `status_code` with its result."""
+        if self.key is None:
+            with self.database.unit_of_work() as session:
+                body = render(work(session))
+            return _response(status_code, JSON_MEDIA_TYPE, body)
+        scope = self.principal.scope
+        # A retry after the first answer committed needs no write transaction at all.
+        replayed = self.replay()
+        if replayed is not None:
+            return replayed
+        with self.database.unit_of_work() as session:
+            earlier = idempotency.claim(
+                session,
+                scope=scope,
+                key=self.key,
+                fingerprint=self.fingerprint,
+                method=self.method,
+                path=self.path,
+            )
+            if earlier is not None:
+                return self._replay(earlier)
+            body = render(work(session))
+            idempotency.record_response(
+                session,
+                scope=scope,
+                key=self.key,
+                status_code=status_code,
+                content_type=JSON_MEDIA_TYPE,
+                body=body,
+            )
+        # Reached only after the commit: the answer is sent once it is durable.
+        return _response(status_code, JSON_MEDIA_TYPE, body)
+
+    def replay(self) -> Response | None:
+        """The stored answer if this key was already used for this request (409 if for another
+        one), else None. For routes that do outside work (a provider call) before `run`:
+
+            if (replayed := idem.replay()) is not None:
+                return replayed
+        """
+        if self.key is None:
+            return None
+        with self.database.read() as session:
+            earlier = idempotency.find(session, scope=self.principal.scope, key=self.key)
+        return None if earlier is None else self._replay(earlier)
+
+    def _replay(self, earlier: IdempotencyRecord) -> Response:
+        record = idempotency.replayable(earlier, fingerprint=self.fingerprint)
+        assert record.status_code is not None and record.body is not None
+        return _response(
+            record.status_code,
+            record.content_type or JSON_MEDIA_TYPE,
+            record.body,
+            headers={REPLAYED_HEADER: "true"},
+        )
+
+
+def render(result: Any) -> bytes:
+    """The exact bytes FastAPI would send for `result` as JSON."""
+    return bytes(JSONResponse(content=jsonable_encoder(result)).body)
+
+
+def _response(
+    status_code: int, media_type: str, body: bytes, *, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(content=body, status_code=status_code, media_type=media_type, headers=headers)
+
+
+async def idempotent_request(
+    request: Request,
+    principal: AnyPrincipal,
+    database: Annotated[Database, Depends(get_database)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description=(
+                "Makes the request safe to retry: the same key and body from the same caller "
+                "return the first answer and move nothing again (kept at least 24 h). "
+                "1 to 255 printable ASCII characters, e.g. a UUID."
+            ),
+        ),
+    ] = None,
+) -> IdempotentRequest:
+    key = None if idempotency_key is None else idempotency.parse_key(idempotency_key)
+    # FastAPI has already read the body to parse the route's model; this is the cached copy.
+    body = await request.body()
+    path = request.url.path
+    return IdempotentRequest(
+        database=database,
+        principal=principal,
+        key=key,
+        fingerprint=idempotency.fingerprint(
+            method=request.method, path=path, query=request.url.query, body=body
+        ),
+        method=request.method,
+        path=path,
+    )
+
+
+Idempotent = Annotated[IdempotentRequest, Depends(idempotent_request)]
+
+__all__ = ["REPLAYED_HEADER", "Idempotent", "IdempotentRequest", "idempotent_request", "render"]

@@ -1,0 +1,135 @@
+"""Rate limits per principal, and per client address for failed authentication.
+
+Counters live in memory (one process) or, when `COFFER_REDIS_URL` is set, in Redis, so processes
+behind one load balancer share them. The strategy is a sliding-window counter: two counters per
+key, no burst of twice the limit at a window's edge, and constant memory whatever the limit.
+
+If Redis is unreachable the limiter fails open (the request goes through, a warning is logged):
+the limits protect capacity, not money, and an outage of an optional cache must not take the
+payments API down with it. Its client has short timeouts so an outage costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import structlog
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import Storage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+
+from coffer.auth.principal import Principal
+from coffer.errors import RateLimited
+
+log = structlog.get_logger(__name__)
+
+REDIS_TIMEOUT_S = 0.25
+RETRY_AFTER_S_MIN = 1
+NAMESPACE_DEFAULT = "coffer"
+
+
+def parse_limits(text: str) -> list[RateLimitItem]:
+    """`"600/minute"` or `"20/second;600/minute"` (the `limits` notation); ValueError if bad."""
+    try:
+        items = parse_many(text)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit: {text!r} (write e.g. '600/minute')") from exc
+    if not items:
+        raise ValueError(f"not a rate limit: {text!r} (write e.g. '600/minute')")
+    return list(items)
+
+
+class RateLimiter:
+    """Counts requests per principal and authentication failures per client address."""
+
+    def __init__(
+        self,
+        *,
+        per_principal: str,
+        auth_failures: str,
+        storage_url: str | None = None,
+        namespace: str = NAMESPACE_DEFAULT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._per_principal = parse_limits(per_principal)
+        self._auth_failures = parse_limits(auth_failures)
+        self._namespace = namespace
+        self._clock = clock
+        # Only synchronous storages are asked for here ("memory://", "redis://").
+        self._storage: Storage
+        if storage_url:
+            self._storage = storage_from_string(  # type: ignore[assignment]
+                storage_url,
+                wrap_exceptions=True,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+            )
+        else:
+            self._storage = storage_from_string("memory://")  # type: ignore[assignment]
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+        self.backend = "redis" if storage_url else "memory"
+
+    def hit_principal(self, principal: Principal) -> None:
+        """Count one request by `principal`; `RateLimited` when it is over its limit."""
+        ids = self._ids("principal", principal.kind, principal.id)
+        for item in self._per_principal:
+            if not self._allowed(item, ids, consume=True):
+                raise self._refusal(item, ids)
+
+    def check_address(self, address: str) -> None:
+        """`RateLimited` if `address` has spent its budget of failed authentications.
+
+        Checked before a presented token is even looked at: once the budget is spent, the
+        answer must not reveal whether a guess was right, or the throttle would not slow
+        guessing at all.
+        """
+        ids = self._ids("auth-failures", address)
+        for item in self._auth_failures:
+            if not self._allowed(item, ids, consume=False):
+                raise self._refusal(item, ids)
+
+    def record_failure(self, address: str) -> None:
+        """Count one failed authentication from `address`."""
+        ids = self._ids("auth-failures", address)
+        for item in self._auth_failures:
+            self._allowed(item, ids, consume=True)
+
+    def _ids(self, *identifiers: str) -> tuple[str, ...]:
+        return (self._namespace, *identifiers)
+
+    def _allowed(self, item: RateLimitItem, ids: tuple[str, ...], *, consume: bool) -> bool:
+        try:
+            if consume:
+                return self._limiter.hit(item, *ids)
+            return self._limiter.test(item, *ids)
+        except StorageError as exc:
+            log.warning("rate_limit_storage_unavailable", backend=self.backend, error=str(exc))
+            return True
+
+    def _refusal(self, item: RateLimitItem, ids: tuple[str, ...]) -> RateLimited:
+        retry_after_s = item.get_expiry()
+        try:
+            stats = self._limiter.get_window_stats(item, *ids)
+            retry_after_s = math.ceil(stats.reset_time - self._clock())
+        except StorageError:
+            pass
+        retry_after_s = max(RETRY_AFTER_S_MIN, min(retry_after_s, item.get_expiry()))
+        return RateLimited(
+            f"too many requests: the limit is {item.amount} per {_window(item)}",
+            retry_after_s=retry_after_s,
+        )
+
+    def close(self) -> None:
+        """Let go of the Redis connection pool (the in-memory storage holds nothing to free)."""
+        client = getattr(self._storage, "storage", None) if self.backend == "redis" else None
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+
+
+def _window(item: RateLimitItem) -> str:
+    granularity = item.GRANULARITY.name
+    return granularity if item.multiples == 1 else f"{item.multiples} {granularity}s"

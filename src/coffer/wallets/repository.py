@@ -1,0 +1,111 @@
+"""All of wallets' SQL (users and agencies; balances are the ledger's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, Table, select, update
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from coffer.wallets.tables import agencies, users
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    display_name: str | None
+    agency_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Agency:
+    id: str
+    name: str
+    commission_bps: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        display_name=row.display_name,
+        agency_id=row.agency_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _agency(row: Row[Any]) -> Agency:
+    return Agency(
+        id=row.id,
+        name=row.name,
+        commission_bps=row.commission_bps,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _insert(conn: Connection, table: Table) -> PgInsert | SqliteInsert:
+    # Both dialects' INSERT support ON CONFLICT DO NOTHING; the generic one does not.
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+def find_user(conn: Connection, user_id: str) -> User | None:
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    return None if row is None else _user(row)
+
+
+def insert_user_if_absent(conn: Connection, user_id: str, *, now: datetime) -> bool:
+    """True if this call made the user; concurrent makers of one user both succeed."""
+    result = conn.execute(
+        _insert(conn, users)
+        .values(id=user_id, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(users.c.id)
+    )
+    return result.first() is not None
+
+
+def update_user(
+    conn: Connection,
+    user_id: str,
+    *,
+    display_name: str | None,
+    agency_id: str | None,
+    now: datetime,
+) -> None:
+    result = conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(display_name=display_name, agency_id=agency_id, updated_at=now)
+    )
+    assert result.rowcount == 1
+
+
+def find_agency(conn: Connection, agency_id: str) -> Agency | None:
+    row = conn.execute(select(agencies).where(agencies.c.id == agency_id)).first()
+    return None if row is None else _agency(row)
+
+
+def upsert_agency(
+    conn: Connection, agency_id: str, *, name: str, commission_bps: int, now: datetime
+) -> None:
+    statement = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(agencies)
+    conn.execute(
+        statement.values(
+            id=agency_id, name=name, commission_bps=commission_bps, created_at=now, updated_at=now
+        ).on_conflict_do_update(
+            index_elements=["id"],
+            set_={"name": name, "commission_bps": commission_bps, "updated_at": now},
+        )
+    )
