@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,13 @@ def db(migrated: Database) -> Database:
     """A migrated, empty database (SQLite or PostgreSQL), fresh for each test."""
     databases.reset(migrated)
     return migrated
+
+
+@pytest.fixture
+def api(db: Database) -> Iterator[Any]:
+    """The whole app on the test database, with a client and callers of every kind
+    (`tests/api/harness.py`)."""
+    from tests.api.harness import make_api
+
+    with make_api(db) as built:
+        yield built

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
 from coffer.config import ConfigError, Settings
+from coffer.errors import CofferError
+
+if TYPE_CHECKING:
+    from coffer.db import Database
 
 app = typer.Typer(
     name="coffer",
@@ -28,6 +36,14 @@ def _settings(database_url: str | None = None) -> Settings:
     except ConfigError as exc:
         typer.echo(f"coffer: bad configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        # Name the variable and the reason, never the value: it may be a secret.
+        reasons = "\n".join(
+            f"  COFFER_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        typer.echo(f"coffer: bad settings:\n{reasons}", err=True)
+        raise typer.Exit(2) from None
     return settings
 
 
@@ -53,13 +69,18 @@ def serve(
     coffer = build(settings)
     for line in coffer.startup_notes:
         typer.echo(line, err=True)
-    uvicorn.run(
-        coffer.app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    background = coffer.background().start()
+    try:
+        uvicorn.run(
+            coffer.app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    finally:
+        background.stop()
+        coffer.close()
 
 
 @app.command()
@@ -146,6 +167,120 @@ def bench(
     else:
         result.print_table()
     raise typer.Exit(0 if result.verified else 1)
+
+
+class KeyRole(enum.StrEnum):
+    admin = "admin"
+    service = "service"
+
+
+keys_app = typer.Typer(
+    help="API keys (admin or service): create, list, revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@contextlib.contextmanager
+def _migrated(settings: Settings) -> Iterator[Database]:
+    """The database, brought up to date first (a fresh one works without `coffer migrate`)."""
+    from coffer.db import Database
+    from coffer.db import migrate as run_migrations
+
+    database = Database.connect(settings.database_url)
+    try:
+        run_migrations(database)
+        yield database
+    finally:
+        database.dispose()
+
+
+def _refuse(exc: CofferError) -> typer.Exit:
+    typer.echo(f"coffer: {exc.message}", err=True)
+    return typer.Exit(2)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[KeyRole, typer.Option("--role", help="admin or service", show_default=False)],
+    label: Annotated[
+        str | None, typer.Option(help="a note to tell keys apart", show_default=False)
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Make an API key; it is printed once, alone on the last line, and stored only as a hash."""
+    from coffer import auth
+
+    settings = _settings(database_url)
+    try:
+        with _migrated(settings) as database, database.unit_of_work() as session:
+            made = auth.create_api_key(session, role=role.value, label=label)
+    except CofferError as exc:
+        raise _refuse(exc) from exc
+    typer.echo(f"created {made.record.role} key {made.record.id} ({made.record.prefix}...)")
+    typer.echo("it is shown this once and stored only as a hash; keep it now:")
+    typer.echo(made.key)
+
+
+@keys_app.command("list")
+def keys_list(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="keys to show")] = 100,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List API keys (never the keys themselves: only their first characters)."""
+    from coffer import auth
+    from coffer.kit.clock import rfc3339
+
+    settings = _settings(database_url)
+    with _migrated(settings) as database, database.read() as session:
+        found = auth.list_api_keys(session, limit=limit)
+    for key in found:
+        last_used = rfc3339(key.last_used_at) if key.last_used_at else "never"
+        state = f"revoked {rfc3339(key.revoked_at)}" if key.revoked_at else "active"
+        typer.echo(
+            f"{key.id}  {key.role:<7}  {key.prefix}...  created {rfc3339(key.created_at)}"
+            f"  last used {last_used}  {state}  {key.label or ''}".rstrip()
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (key_...), from `coffer keys list`")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    from coffer import auth
+
+    settings = _settings(database_url)
+    try:
+        with _migrated(settings) as database, database.unit_of_work() as session:
+            revoked = auth.revoke_api_key(session, key_id)
+    except CofferError as exc:
+        raise _refuse(exc) from exc
+    typer.echo(f"revoked {revoked.role} key {revoked.id} ({revoked.prefix}...)")
+
+
+@app.command()
+def token(
+    user_id: Annotated[str, typer.Argument(help="the user the token speaks for")],
+    ttl_s: Annotated[
+        int, typer.Option("--ttl-s", min=60, max=30 * 24 * 3600, help="lifetime in seconds")
+    ] = 3600,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Mint a user token (JWT) signed with COFFER_JWT_SECRET, or the database's own secret."""
+    from coffer import auth
+    from coffer.kit.clock import rfc3339, utc_now
+
+    settings = _settings(database_url)
+    configured = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    try:
+        with _migrated(settings) as database, database.unit_of_work() as session:
+            secret = auth.jwt_secret(session, configured=configured)
+        issued = auth.mint_user_token(secret, user_id=user_id, ttl_s=ttl_s, now=utc_now())
+    except CofferError as exc:
+        raise _refuse(exc) from exc
+    typer.echo(f"expires at {rfc3339(issued.expires_at)}", err=True)
+    typer.echo(issued.token)
 
 
 def main() -> None:

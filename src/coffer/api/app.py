@@ -8,6 +8,13 @@ from fastapi import APIRouter, FastAPI
 
 from coffer import __version__
 from coffer.api import errors
+from coffer.api.routers import admin_ledger as admin_ledger_routes
+from coffer.api.routers import admin_payments as admin_payment_routes
+from coffer.api.routers import auth as auth_routes
+from coffer.api.routers import config as config_routes
+from coffer.api.routers import users as user_routes
+from coffer.api.routers import wallet as wallet_routes
+from coffer.api.routers import webhooks as webhook_routes
 from coffer.db import Database
 
 API_PREFIX = "/api/v1"
@@ -37,4 +44,11 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
 
     app.include_router(health)
     app.include_router(health, prefix=API_PREFIX)
+    app.include_router(auth_routes.router, prefix=API_PREFIX)
+    app.include_router(user_routes.router, prefix=API_PREFIX)
+    app.include_router(config_routes.router, prefix=API_PREFIX)
+    app.include_router(wallet_routes.router, prefix=API_PREFIX)
+    app.include_router(webhook_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)
     return app

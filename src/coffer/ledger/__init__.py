@@ -29,7 +29,16 @@ from coffer.ledger.errors import (
     TransferNotFound,
 )
 from coffer.ledger.posting import GroupResult, check_amount
-from coffer.ledger.queries import HistoryPage, balance_at, history
+from coffer.ledger.queries import (
+    Entry,
+    EntryPage,
+    HistoryPage,
+    TypeTotal,
+    balance_at,
+    entries,
+    history,
+    totals_by_type,
+)
 from coffer.ledger.service import (
     accounts_of_owner,
     create_hold,
@@ -38,6 +47,7 @@ from coffer.ledger.service import (
     execute_many,
     expire_holds,
     find_account,
+    find_by_idempotency,
     get_account,
     get_accounts,
     get_asset,
@@ -82,6 +92,8 @@ __all__ = [
     "BatchStats",
     "Batcher",
     "Check",
+    "Entry",
+    "EntryPage",
     "ExceedsCredits",
     "Group",
     "GroupResult",
@@ -110,6 +122,7 @@ __all__ = [
     "Transfer",
     "TransferNotFound",
     "TransferRequest",
+    "TypeTotal",
     "VerifyReport",
     "VoidHold",
     "accounts_of_owner",
@@ -117,10 +130,12 @@ __all__ = [
     "check_amount",
     "create_hold",
     "define_asset",
+    "entries",
     "execute",
     "execute_many",
     "expire_holds",
     "find_account",
+    "find_by_idempotency",
     "get_account",
     "get_accounts",
     "get_asset",
@@ -132,6 +147,7 @@ __all__ = [
     "open_account",
     "post_hold",
     "reverse",
+    "totals_by_type",
     "transfer",
     "utc_now",
     "verify",

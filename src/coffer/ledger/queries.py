@@ -6,9 +6,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from coffer.ledger import repository as repo
+from coffer.ledger import tables
 from coffer.ledger.errors import AccountNotFound, InvalidTransfer
 from coffer.ledger.types import Transfer
 
@@ -64,3 +66,138 @@ def balance_at(session: Session, *, account_id: int, at: datetime) -> int:
     if last.debit_account_id == account_id:
         return last.debit_balance_after
     return last.credit_balance_after
+
+
+# ---------------------------------------------------------------------------------------------
+# Several accounts at once (a user's wallet and earnings): the SQL for these read models lives
+# here, beside their only callers, rather than among the posting statements in repository.py.
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A transfer seen from one of the accounts it touches."""
+
+    account_id: int
+    transfer: Transfer
+
+    @property
+    def amount(self) -> int:
+        """Signed from this account's side: credits add, debits take away."""
+        if self.transfer.credit_account_id == self.account_id:
+            return self.transfer.amount
+        return -self.transfer.amount
+
+    @property
+    def balance_after(self) -> int:
+        t = self.transfer
+        return (
+            t.credit_balance_after
+            if t.credit_account_id == self.account_id
+            else (t.debit_balance_after)
+        )
+
+    @property
+    def counterparty_account_id(self) -> int:
+        t = self.transfer
+        return (
+            t.debit_account_id if t.credit_account_id == self.account_id else (t.credit_account_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    entries: list[Entry]
+    next_cursor: tuple[int, int] | None  # (transfer id, account id) of the last entry
+
+
+def entries(
+    session: Session,
+    *,
+    account_ids: Collection[int],
+    limit: int = 50,
+    before: tuple[int, int] | None = None,
+    types: Collection[str] | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> EntryPage:
+    """Transfers on any of these accounts, newest first, keyset-paged on (transfer, account)."""
+    if type(limit) is not int or not 0 < limit <= HISTORY_LIMIT_MAX:
+        raise InvalidTransfer(f"limit must be 1 to {HISTORY_LIMIT_MAX}", field="limit")
+    ids = sorted(set(account_ids))
+    if not ids:
+        return EntryPage([], None)
+    t = tables.transfers
+    parts = []
+    for account_id in ids:
+        for column in (t.c.debit_account_id, t.c.credit_account_id):
+            query = select(t, literal(account_id).label("entry_account_id")).where(
+                column == account_id
+            )
+            if before is not None:
+                before_id, before_account = before
+                query = query.where(
+                    or_(
+                        t.c.id < before_id,
+                        and_(t.c.id == before_id, literal(account_id) < before_account),
+                    )
+                )
+            if types:
+                query = query.where(t.c.type.in_(sorted(types)))
+            if created_from is not None:
+                query = query.where(t.c.created_at >= created_from)
+            if created_to is not None:
+                query = query.where(t.c.created_at < created_to)
+            parts.append(query.order_by(t.c.id.desc()).limit(limit + 1).subquery().select())
+    merged = union_all(*parts).subquery()
+    rows = session.execute(
+        select(merged)
+        .order_by(merged.c.id.desc(), merged.c.entry_account_id.desc())
+        .limit(limit + 1)
+    ).all()
+    found = [Entry(row.entry_account_id, repo.transfer_from_row(row)) for row in rows[:limit]]
+    has_more = len(rows) > limit
+    last = found[-1] if found else None
+    return EntryPage(found, (last.transfer.id, last.account_id) if has_more and last else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TypeTotal:
+    account_id: int
+    type: str
+    credits: int  # sum of posted amounts into the account
+    credit_count: int
+    debits: int  # sum of posted amounts out of the account
+    debit_count: int
+
+
+def totals_by_type(
+    session: Session,
+    *,
+    account_ids: Collection[int],
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> list[TypeTotal]:
+    """Posted money in and out of each account, per transfer type (holds count once posted)."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return []
+    t = tables.transfers
+    sums: dict[tuple[int, str], list[int]] = {}
+    for side, column in ((0, t.c.credit_account_id), (1, t.c.debit_account_id)):
+        query = (
+            select(column.label("account_id"), t.c.type, func.count(), func.sum(t.c.amount))
+            .where(column.in_(ids), t.c.phase.in_(("posted", "post_pending")))
+            .group_by(column, t.c.type)
+        )
+        if created_from is not None:
+            query = query.where(t.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(t.c.created_at < created_to)
+        for account_id, type_, count, total in session.execute(query):
+            bucket = sums.setdefault((account_id, type_), [0, 0, 0, 0])
+            bucket[side * 2] += int(total or 0)
+            bucket[side * 2 + 1] += int(count)
+    return [
+        TypeTotal(account_id, type_, v[0], v[1], v[2], v[3])
+        for (account_id, type_), v in sorted(sums.items())
+    ]

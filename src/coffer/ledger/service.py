@@ -309,6 +309,14 @@ def get_transfer(session: Session, transfer_id: int) -> Transfer:
     return found
 
 
+def find_by_idempotency(
+    session: Session, *, source: str, keys: Sequence[str]
+) -> dict[str, Transfer]:
+    """The transfers made under these idempotency keys of `source`, by key."""
+    found = repo.transfers_by_idempotency(session.connection(), [(source, k) for k in keys])
+    return {key: made for (_, key), made in found.items()}
+
+
 def get_hold(session: Session, hold_id: int) -> Hold:
     found = repo.get_hold(session.connection(), hold_id)
     if found is None:

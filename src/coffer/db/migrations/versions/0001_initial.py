@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:55:17.468009
+Create Date: 2026-11-23 19:17:19.212120
 """
 
 from collections.abc import Sequence
@@ -204,6 +204,208 @@ def upgrade() -> None:
             sqlite_where=sa.text("status = 'open'"),
         )
 
+    op.create_table(
+        "agencies",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("commission_bps", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "commission_bps >= 0 AND commission_bps <= 10000",
+            name=op.f("ck_agencies_commission_bps_range"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_agencies")),
+    )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("key_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("label", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("role IN ('admin', 'service')", name=op.f("ck_api_keys_role_known")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
+    )
+    op.create_table(
+        "auth_settings",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_auth_settings")),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("scope", sa.String(length=80), nullable=False),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("fingerprint", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("method", sa.String(length=8), nullable=False),
+        sa.Column("path", sa.String(length=512), nullable=False),
+        sa.Column("status_code", sa.SmallInteger(), nullable=True),
+        sa.Column("content_type", sa.String(length=128), nullable=True),
+        sa.Column("body", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "status_code IS NULL OR (status_code >= 100 AND status_code <= 599)",
+            name=op.f("ck_idempotency_keys_status_code_range"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_keys")),
+        sa.UniqueConstraint("scope", "key", name="uq_idempotency_keys_scope_key"),
+    )
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.create_index("ix_idempotency_keys_created_at", ["created_at"], unique=False)
+
+    op.create_table(
+        "payment_orders",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("provider_order_id", sa.String(length=128), nullable=True),
+        sa.Column("provider_payment_id", sa.String(length=128), nullable=True),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=16), nullable=False),
+        sa.Column("diamonds", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("bonus", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("package_id", sa.String(length=64), nullable=True),
+        sa.Column("refunded_amount", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "refund_pending_amount", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
+        sa.Column(
+            "diamonds_clawed_back", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
+        sa.Column("failure_reason", sa.String(length=255), nullable=True),
+        sa.Column("payment_transfer_id", sa.BigInteger(), nullable=True),
+        sa.Column("credit_transfer_id", sa.BigInteger(), nullable=True),
+        sa.Column("checkout", sa.Text(), server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("metadata", sa.Text(), server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("succeeded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('created', 'pending', 'succeeded', 'failed', 'cancelled', 'partially_refunded', 'refunded')",
+            name=op.f("ck_payment_orders_status_known"),
+        ),
+        sa.CheckConstraint("amount > 0", name=op.f("ck_payment_orders_amount_positive")),
+        sa.CheckConstraint(
+            "diamonds >= 0 AND bonus >= 0", name=op.f("ck_payment_orders_diamonds_non_negative")
+        ),
+        sa.CheckConstraint(
+            "refunded_amount >= 0 AND refund_pending_amount >= 0 AND refunded_amount + refund_pending_amount <= amount",
+            name=op.f("ck_payment_orders_refunds_within_amount"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_orders")),
+        sa.UniqueConstraint(
+            "provider", "provider_order_id", name="uq_payment_orders_provider_order"
+        ),
+    )
+    with op.batch_alter_table("payment_orders", schema=None) as batch_op:
+        batch_op.create_index("ix_payment_orders_created_at", ["created_at"], unique=False)
+        batch_op.create_index("ix_payment_orders_status", ["status", "created_at"], unique=False)
+        batch_op.create_index("ix_payment_orders_user", ["user_id", "created_at"], unique=False)
+
+    op.create_table(
+        "webhook_inbox",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("event_id", sa.String(length=255), nullable=False),
+        sa.Column("provider_type", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("event", sa.Text(), nullable=False),
+        sa.Column("raw_body", sa.LargeBinary(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("last_error", sa.String(length=500), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('received', 'processed', 'ignored', 'failed')",
+            name=op.f("ck_webhook_inbox_status_known"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_inbox")),
+        sa.UniqueConstraint("provider", "event_id", name="uq_webhook_inbox_event"),
+    )
+    with op.batch_alter_table("webhook_inbox", schema=None) as batch_op:
+        batch_op.create_index("ix_webhook_inbox_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_webhook_inbox_received_at", ["received_at"], unique=False)
+
+    op.create_table(
+        "payment_refunds",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("order_id", sa.String(length=32), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("diamonds", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "shortfall_diamonds", sa.BigInteger(), server_default=sa.text("0"), nullable=False
+        ),
+        sa.Column("reason", sa.String(length=255), nullable=False),
+        sa.Column("forced", sa.String(length=5), server_default=sa.text("'false'"), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("provider_refund_id", sa.String(length=128), nullable=True),
+        sa.Column("hold_id", sa.BigInteger(), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column("failure_reason", sa.String(length=255), nullable=True),
+        sa.Column("created_by", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "status IN ('pending', 'succeeded', 'failed')",
+            name=op.f("ck_payment_refunds_status_known"),
+        ),
+        sa.CheckConstraint("amount > 0", name=op.f("ck_payment_refunds_amount_positive")),
+        sa.CheckConstraint(
+            "diamonds >= 0 AND shortfall_diamonds >= 0",
+            name=op.f("ck_payment_refunds_diamonds_non_negative"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["order_id"],
+            ["payment_orders.id"],
+            name=op.f("fk_payment_refunds_order_id_payment_orders"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payment_refunds")),
+        sa.UniqueConstraint("order_id", "idempotency_key", name="uq_payment_refunds_key"),
+    )
+    with op.batch_alter_table("payment_refunds", schema=None) as batch_op:
+        batch_op.create_index("ix_payment_refunds_order", ["order_id"], unique=False)
+        batch_op.create_index(
+            "ix_payment_refunds_provider_id", ["provider_refund_id"], unique=False
+        )
+
+    op.create_table(
+        "users",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("display_name", sa.String(length=128), nullable=True),
+        sa.Column("agency_id", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["agency_id"], ["agencies.id"], name=op.f("fk_users_agency_id_agencies")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+    )
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_users_agency_id"), ["agency_id"], unique=False)
+
     # ### end Alembic commands ###
     # The ledger's chain head: one row, taken by every ledger writer (ledger/tables.py).
     chain = sa.table(
@@ -217,6 +419,33 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_users_agency_id"))
+
+    op.drop_table("users")
+    with op.batch_alter_table("payment_refunds", schema=None) as batch_op:
+        batch_op.drop_index("ix_payment_refunds_provider_id")
+        batch_op.drop_index("ix_payment_refunds_order")
+
+    op.drop_table("payment_refunds")
+    with op.batch_alter_table("webhook_inbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_inbox_received_at")
+        batch_op.drop_index("ix_webhook_inbox_due")
+
+    op.drop_table("webhook_inbox")
+    with op.batch_alter_table("payment_orders", schema=None) as batch_op:
+        batch_op.drop_index("ix_payment_orders_user")
+        batch_op.drop_index("ix_payment_orders_status")
+        batch_op.drop_index("ix_payment_orders_created_at")
+
+    op.drop_table("payment_orders")
+    with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
+        batch_op.drop_index("ix_idempotency_keys_created_at")
+
+    op.drop_table("idempotency_keys")
+    op.drop_table("auth_settings")
+    op.drop_table("api_keys")
+    op.drop_table("agencies")
     with op.batch_alter_table("ledger_holds", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_ledger_holds_open_expiry",

@@ -1,0 +1,286 @@
+"""The caller's wallet (user token): balance, statement, summary, CSV, top-ups and orders."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from coffer.api.deps import (
+    DatabaseDep,
+    SettingsDep,
+    ShopDep,
+    UserPrincipal,
+    clock_of,
+    get_providers,
+)
+from coffer.api.idempotent import Idempotent
+from coffer.api.pagination import (
+    Cursor,
+    Limit,
+    TimeBound,
+    decode_cursor,
+    encode_cursor,
+    page,
+    time_range,
+)
+from coffer.errors import ValidationFailed
+from coffer.kit.clock import rfc3339
+from coffer.payments import flows
+from coffer.payments import service as payments
+from coffer.payments.schemas import OrderOut, TopupIn, TopupOut, VerifyIn, VerifyOut
+from coffer.wallets import history
+from coffer.wallets.history_schemas import BalanceOut, EntryOut, EntryPageOut, SummaryOut
+
+router = APIRouter(prefix="/wallet", tags=["wallet"])
+
+TypeFilter = Annotated[
+    str | None,
+    Query(alias="type", max_length=200, description="one type, or several separated by commas"),
+]
+AssetFilter = Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9_]{0,15}$")]
+CSV_COLUMNS = (
+    "id",
+    "transfer_id",
+    "created_at",
+    "account_kind",
+    "type",
+    "status",
+    "asset",
+    "amount",
+    "balance_after",
+    "counterparty_id",
+    "description",
+)
+
+
+def _types(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    types = [t.strip() for t in value.split(",") if t.strip()]
+    if not types or len(types) > 20:
+        raise ValidationFailed(
+            "type takes 1 to 20 comma-separated types",
+            fields=[{"field": "query.type", "message": "bad list"}],
+        )
+    return types
+
+
+def _statement_cursor(cursor: str | None) -> tuple[int, int] | None:
+    value = decode_cursor(cursor)
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)):
+        raise ValidationFailed(
+            "cursor is not one this API gave out",
+            fields=[{"field": "query.cursor", "message": "invalid cursor"}],
+        )
+    return value[0], value[1]
+
+
+@router.get("/balance", summary="Balances of the caller's wallet and earnings, with totals")
+def balance(principal: UserPrincipal, database: DatabaseDep) -> BalanceOut:
+    assert principal.user_id is not None
+    with database.read() as session:
+        return BalanceOut.of(history.balance(session, principal.user_id))
+
+
+@router.get("/transactions", summary="The caller's statement, newest first")
+def transactions(
+    principal: UserPrincipal,
+    database: DatabaseDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    type_: TypeFilter = None,
+    asset: AssetFilter = None,
+    created_from: Annotated[TimeBound, Query(alias="from")] = None,
+    created_to: Annotated[TimeBound, Query(alias="to")] = None,
+) -> EntryPageOut:
+    assert principal.user_id is not None
+    start, end = time_range(created_from, created_to)
+    with database.read() as session:
+        found = history.statement(
+            session,
+            principal.user_id,
+            limit=limit,
+            cursor=_statement_cursor(cursor),
+            types=_types(type_),
+            asset=asset,
+            created_from=start,
+            created_to=end,
+        )
+    next_cursor = None if found.next_cursor is None else encode_cursor(list(found.next_cursor))
+    return EntryPageOut(
+        data=[EntryOut.of(line) for line in found.items],
+        has_more=next_cursor is not None,
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/summary", summary="Totals and counts per type, in and out")
+def summary(
+    principal: UserPrincipal,
+    database: DatabaseDep,
+    created_from: Annotated[TimeBound, Query(alias="from")] = None,
+    created_to: Annotated[TimeBound, Query(alias="to")] = None,
+) -> SummaryOut:
+    assert principal.user_id is not None
+    start, end = time_range(created_from, created_to)
+    with database.read() as session:
+        found = history.summary(session, principal.user_id, created_from=start, created_to=end)
+    return SummaryOut.of(principal.user_id, found, start, end)
+
+
+@router.get(
+    "/transactions.csv",
+    summary="The caller's statement as CSV (streamed)",
+    response_class=StreamingResponse,
+)
+def transactions_csv(
+    principal: UserPrincipal,
+    database: DatabaseDep,
+    type_: TypeFilter = None,
+    asset: AssetFilter = None,
+    created_from: Annotated[TimeBound, Query(alias="from")] = None,
+    created_to: Annotated[TimeBound, Query(alias="to")] = None,
+) -> StreamingResponse:
+    assert principal.user_id is not None
+    user_id = principal.user_id
+    start, end = time_range(created_from, created_to)
+    types = _types(type_)
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        lines = history.iter_statement(
+            database.read,
+            user_id,
+            types=types,
+            asset=asset,
+            created_from=start,
+            created_to=end,
+        )
+        for count, line in enumerate(lines, start=1):
+            writer.writerow(
+                (
+                    line.id,
+                    line.transfer_id,
+                    rfc3339(line.created_at),
+                    line.account_kind,
+                    line.type,
+                    line.status,
+                    line.asset,
+                    line.amount,
+                    line.balance_after,
+                    line.counterparty_id,
+                    line.description,
+                )
+            )
+            if count % 200 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
+    )
+
+
+@router.post(
+    "/topup",
+    status_code=201,
+    response_model=TopupOut,
+    summary="Open a payment order for diamonds (a package or a number of diamonds)",
+)
+def topup(
+    body: TopupIn,
+    request: Request,
+    principal: UserPrincipal,
+    shop: ShopDep,
+    settings: SettingsDep,
+    idem: Idempotent,
+) -> Response:
+    assert principal.user_id is not None
+    # The provider is called before the transaction opens (see payments/flows.py), so a
+    # replay is answered first, without asking the provider for another order.
+    if (replayed := idem.replay()) is not None:
+        return replayed
+    prepared = flows.prepare_topup(
+        get_providers(request),
+        shop,
+        user_id=principal.user_id,
+        package_id=body.package_id,
+        diamonds=body.diamonds,
+        currency=body.currency,
+        provider_name=body.provider,
+        default_provider=settings.default_provider,
+        request_key=idem.key,
+    )
+    now = clock_of(request)
+    return idem.run(
+        status_code=201,
+        work=lambda session: TopupOut(order=OrderOut.of(prepared.record(session, now=now()))),
+    )
+
+
+@router.post(
+    "/verify",
+    response_model=VerifyOut,
+    summary="Verify the client's payment confirmation and credit the order (once)",
+)
+def verify(
+    body: VerifyIn,
+    request: Request,
+    principal: UserPrincipal,
+    database: DatabaseDep,
+    idem: Idempotent,
+) -> Response:
+    assert principal.user_id is not None
+    user_id = principal.user_id
+    if (replayed := idem.replay()) is not None:
+        return replayed
+    checked = flows.check_confirmation(
+        database,
+        get_providers(request),
+        user_id=user_id,
+        order_id=body.order_id,
+        payment_id=body.payment_id,
+        signature=body.signature,
+    )
+    now = clock_of(request)
+
+    def work(session: Session) -> VerifyOut:
+        confirmed = flows.apply_confirmation(session, checked, now=now())
+        return VerifyOut(
+            order=OrderOut.of(confirmed.order),
+            credited=confirmed.credited,
+            balance=BalanceOut.of(history.balance(session, user_id)),
+        )
+
+    return idem.run(status_code=200, work=work)
+
+
+@router.get("/payment-orders", summary="The caller's payment orders, newest first")
+def payment_orders(
+    principal: UserPrincipal,
+    database: DatabaseDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, object]:
+    assert principal.user_id is not None
+    before = payments.decode_order_cursor(decode_cursor(cursor))
+    with database.read() as session:
+        orders, has_more = payments.list_orders(
+            session, limit=limit, before=before, user_id=principal.user_id
+        )
+    next_cursor = encode_cursor(payments.order_cursor(orders[-1])) if has_more else None
+    return page([OrderOut.of(o) for o in orders], next_cursor=next_cursor)

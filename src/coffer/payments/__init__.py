@@ -1,0 +1,1 @@
+"""Payments: orders, crediting exactly once, refunds, and the flows that call providers."""

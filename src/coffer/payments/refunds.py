@@ -1,0 +1,386 @@
+"""Refunds: give money back through the provider and claw back the diamonds it bought.
+
+A refund runs in three steps because the provider call must not run inside a transaction:
+1. `begin_refund` (one transaction): lock the order, check the amount against what is left,
+   reserve the diamonds to claw back with a ledger hold (so they cannot be spent meanwhile) and
+   record the refund as pending, with the amount counted in the order's `refund_pending_amount`.
+2. the provider refunds (outside any transaction, idempotent on the refund id);
+3. `complete_refund` posts the hold, reverses the payment's ledger transfer in part or in full
+   and books any shortfall as the user's debt, all in one linked group; or `fail_refund` voids
+   the hold and frees the amount.
+
+Diamonds are clawed back in proportion to the money refunded, rounded so that refunding the
+whole order claws back exactly every diamond it credited (bonus included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CursorResult, Row, insert, select, update
+from sqlalchemy.orm import Session
+
+from coffer import ledger
+from coffer.config import DIAMOND
+from coffer.errors import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidState,
+    NotFound,
+    ValidationFailed,
+)
+from coffer.kit.ids import new_id
+from coffer.ledger import PostHold, Reversal, TransferRequest
+from coffer.payments.service import (
+    LEDGER_SOURCE,
+    PaymentOrder,
+    get_order,
+    order_from_row,
+)
+from coffer.payments.tables import payment_orders, refunds
+from coffer.wallets.service import system_account, wallet_account
+
+REASON_LENGTH_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    id: str
+    order_id: str
+    amount: int
+    diamonds: int  # reserved, then clawed back, from the wallet
+    shortfall_diamonds: int  # booked as the user's debt (forced refunds only)
+    reason: str
+    forced: bool
+    status: str
+    provider_refund_id: str | None
+    hold_id: int | None
+    failure_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _refund_from_row(row: Row[Any]) -> Refund:
+    m = row._mapping
+    return Refund(
+        id=m["id"],
+        order_id=m["order_id"],
+        amount=m["amount"],
+        diamonds=m["diamonds"],
+        shortfall_diamonds=m["shortfall_diamonds"],
+        reason=m["reason"],
+        forced=m["forced"] == "true",
+        status=m["status"],
+        provider_refund_id=m["provider_refund_id"],
+        hold_id=m["hold_id"],
+        failure_reason=m["failure_reason"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def get_refund(session: Session, refund_id: str, *, for_update: bool = False) -> Refund:
+    query = select(refunds).where(refunds.c.id == refund_id)
+    if for_update:
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    if row is None:
+        raise NotFound(f"no refund {refund_id!r}", refund_id=refund_id)
+    return _refund_from_row(row)
+
+
+def find_by_provider_refund(session: Session, provider_refund_id: str) -> Refund | None:
+    row = session.execute(
+        select(refunds).where(refunds.c.provider_refund_id == provider_refund_id)
+    ).first()
+    return None if row is None else _refund_from_row(row)
+
+
+def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
+    rows = session.execute(
+        select(refunds).where(refunds.c.order_id == order_id).order_by(refunds.c.created_at)
+    )
+    return [_refund_from_row(r) for r in rows]
+
+
+def fingerprint(*, amount: int | None, reason: str, force: bool) -> str:
+    canonical = json.dumps({"amount": amount, "reason": reason, "force": force}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def clawback_for(order: PaymentOrder, *, refunded_before: int, amount: int) -> int:
+    """Diamonds this refund takes back: the cumulative proportional share, rounded down, so the
+    last refund of an order takes back exactly what is left."""
+    total = order.diamonds_total
+    before = total * refunded_before // order.amount
+    after = total * (refunded_before + amount) // order.amount
+    return after - before
+
+
+def _lock_order_row(session: Session, order_id: str) -> PaymentOrder:
+    row = session.execute(
+        select(payment_orders).where(payment_orders.c.id == order_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"no payment order {order_id!r}", order_id=order_id)
+    return order_from_row(row)
+
+
+def begin_refund(
+    session: Session,
+    *,
+    order_id: str,
+    amount: int | None,
+    reason: str,
+    force: bool,
+    actor: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[Refund, bool]:
+    """Reserve what a refund takes back; returns (refund, whether it is new).
+
+    The same idempotency key with the same request returns the refund made the first time.
+    """
+    reason = reason.strip()
+    if not reason or len(reason) > REASON_LENGTH_MAX:
+        raise ValidationFailed(
+            f"reason must be 1 to {REASON_LENGTH_MAX} characters",
+            fields=[{"field": "body.reason", "message": "required"}],
+        )
+    requested = fingerprint(amount=amount, reason=reason, force=force)
+    if idempotency_key is not None:
+        earlier = session.execute(
+            select(refunds).where(
+                refunds.c.order_id == order_id, refunds.c.idempotency_key == idempotency_key
+            )
+        ).first()
+        if earlier is not None:
+            if earlier.request_fingerprint != requested:
+                raise IdempotencyConflict(
+                    "this idempotency key was used for a different refund of this order"
+                )
+            return _refund_from_row(earlier), False
+
+    order = _lock_order_row(session, order_id)
+    if order.status not in ("succeeded", "partially_refunded"):
+        raise InvalidState(
+            f"an order that is {order.status} cannot be refunded", status=order.status
+        )
+    committed = order.refunded_amount + order.refund_pending_amount
+    remaining = order.amount - committed
+    if amount is None:
+        amount = remaining
+    if amount <= 0 or amount > remaining:
+        raise ValidationFailed(
+            "a refund cannot return more than what is left of the payment",
+            fields=[{"field": "body.amount", "message": f"at most {remaining}"}],
+            refundable=remaining,
+        )
+    diamonds = clawback_for(order, refunded_before=committed, amount=amount)
+    wallet = wallet_account(session, order.user_id, DIAMOND)
+    held = diamonds
+    if diamonds > wallet.available:
+        if not force:
+            raise InsufficientFunds(
+                f"the user has {wallet.available} of the {diamonds} diamonds this refund takes "
+                "back; refund with force to take what is there and record the rest as debt",
+                diamonds=diamonds,
+                available=wallet.available,
+            )
+        held = max(wallet.available, 0)
+    refund_id = new_id("re")
+    hold_id = None
+    if held:
+        issuance = system_account(session, kind="issuance", asset=DIAMOND)
+        hold = ledger.create_hold(
+            session,
+            debit_account_id=wallet.id,
+            credit_account_id=issuance.id,
+            amount=held,
+            type="refund",
+            metadata={"order_id": order.id, "refund_id": refund_id},
+            idempotency_key=f"{refund_id}:hold",
+            source=LEDGER_SOURCE,
+            now=now,
+        )
+        hold_id = hold.id
+    session.execute(
+        insert(refunds).values(
+            id=refund_id,
+            order_id=order.id,
+            amount=amount,
+            diamonds=held,
+            shortfall_diamonds=diamonds - held,
+            reason=reason,
+            forced="true" if force else "false",
+            status="pending",
+            hold_id=hold_id,
+            idempotency_key=idempotency_key,
+            request_fingerprint=requested,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    _move_order(session, order, pending_delta=amount, refunded_delta=0, clawed_delta=0, now=now)
+    return get_refund(session, refund_id), True
+
+
+def _move_order(
+    session: Session,
+    order: PaymentOrder,
+    *,
+    pending_delta: int,
+    refunded_delta: int,
+    clawed_delta: int,
+    now: datetime,
+) -> None:
+    refunded = order.refunded_amount + refunded_delta
+    status = order.status
+    if refunded_delta:
+        status = "refunded" if refunded == order.amount else "partially_refunded"
+    result = session.execute(
+        update(payment_orders)
+        .where(
+            payment_orders.c.id == order.id,
+            payment_orders.c.refunded_amount == order.refunded_amount,
+            payment_orders.c.refund_pending_amount == order.refund_pending_amount,
+        )
+        .values(
+            refunded_amount=refunded,
+            refund_pending_amount=order.refund_pending_amount + pending_delta,
+            diamonds_clawed_back=order.diamonds_clawed_back + clawed_delta,
+            status=status,
+            updated_at=now,
+        )
+    )
+    assert isinstance(result, CursorResult) and result.rowcount == 1, (
+        f"order {order.id} changed under its lock"
+    )
+
+
+def complete_refund(
+    session: Session, *, refund_id: str, provider_refund_id: str | None, now: datetime
+) -> Refund:
+    """The provider returned the money: book it. Completing twice is a no-op."""
+    refund = get_refund(session, refund_id, for_update=True)
+    if refund.status == "succeeded":
+        return refund
+    if refund.status != "pending":
+        raise InvalidState(f"refund {refund_id} is {refund.status}", status=refund.status)
+    order = _lock_order_row(session, refund.order_id)
+    assert order.payment_transfer_id is not None, "a refunded order was credited"
+    operations: list[ledger.Operation] = [
+        Reversal(
+            transfer_id=order.payment_transfer_id,
+            amount=refund.amount,
+            type="refund",
+            metadata={"order_id": order.id, "refund_id": refund.id},
+            idempotency_key=f"{refund.id}:payment",
+        )
+    ]
+    if refund.hold_id is not None:
+        operations.append(
+            PostHold(
+                hold_id=refund.hold_id,
+                metadata={"order_id": order.id, "refund_id": refund.id},
+                idempotency_key=f"{refund.id}:clawback",
+            )
+        )
+    if refund.shortfall_diamonds:
+        # What the user owes: debited below zero, so this account carries no overdraft flag.
+        receivable = ledger.open_account(
+            session, asset=DIAMOND, owner_type="user", owner_id=order.user_id, kind="receivable"
+        )
+        issuance = system_account(session, kind="issuance", asset=DIAMOND)
+        operations.append(
+            TransferRequest(
+                debit_account_id=receivable.id,
+                credit_account_id=issuance.id,
+                amount=refund.shortfall_diamonds,
+                type="refund",
+                metadata={
+                    "order_id": order.id,
+                    "refund_id": refund.id,
+                    "description": "diamonds refunded after they were spent: owed",
+                },
+                idempotency_key=f"{refund.id}:shortfall",
+            )
+        )
+    ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
+    _move_order(
+        session,
+        order,
+        pending_delta=-refund.amount,
+        refunded_delta=refund.amount,
+        clawed_delta=refund.diamonds + refund.shortfall_diamonds,
+        now=now,
+    )
+    session.execute(
+        update(refunds)
+        .where(refunds.c.id == refund.id)
+        .values(
+            status="succeeded",
+            provider_refund_id=provider_refund_id or refund.provider_refund_id,
+            updated_at=now,
+        )
+    )
+    return get_refund(session, refund.id)
+
+
+def note_provider_refund(
+    session: Session, *, refund_id: str, provider_refund_id: str, now: datetime
+) -> Refund:
+    """The provider accepted the refund but has not finished it (its webhook will)."""
+    session.execute(
+        update(refunds)
+        .where(refunds.c.id == refund_id, refunds.c.status == "pending")
+        .values(provider_refund_id=provider_refund_id, updated_at=now)
+    )
+    return get_refund(session, refund_id)
+
+
+def fail_refund(session: Session, *, refund_id: str, reason: str, now: datetime) -> Refund:
+    """The provider refused or failed the refund: release what was reserved."""
+    refund = get_refund(session, refund_id, for_update=True)
+    if refund.status != "pending":
+        return refund
+    order = _lock_order_row(session, refund.order_id)
+    if refund.hold_id is not None:
+        ledger.void_hold(
+            session,
+            hold_id=refund.hold_id,
+            metadata={"refund_id": refund.id, "reason": reason[:200]},
+            idempotency_key=f"{refund.id}:release",
+            source=LEDGER_SOURCE,
+            now=now,
+        )
+    _move_order(
+        session, order, pending_delta=-refund.amount, refunded_delta=0, clawed_delta=0, now=now
+    )
+    session.execute(
+        update(refunds)
+        .where(refunds.c.id == refund.id)
+        .values(status="failed", failure_reason=reason[:REASON_LENGTH_MAX], updated_at=now)
+    )
+    return get_refund(session, refund.id)
+
+
+__all__ = [
+    "Refund",
+    "begin_refund",
+    "clawback_for",
+    "complete_refund",
+    "fail_refund",
+    "find_by_provider_refund",
+    "get_order",
+    "get_refund",
+    "note_provider_refund",
+    "refunds_of_order",
+]

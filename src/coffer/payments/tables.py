@@ -1,0 +1,91 @@
+"""Payment orders and refunds. Amounts are BIGINT minor units of the order's currency."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from coffer.db.base import UTCDateTime, metadata
+
+payment_orders = Table(
+    "payment_orders",
+    metadata,
+    Column("id", String(32), primary_key=True),  # pay_...
+    Column("user_id", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),  # topup | subscription | escrow
+    Column("provider", String(16), nullable=False),
+    Column("provider_order_id", String(128), nullable=True),
+    Column("provider_payment_id", String(128), nullable=True),
+    Column("status", String(24), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units of `currency`
+    Column("currency", String(16), nullable=False),
+    Column("diamonds", BigInteger, nullable=False, server_default=text("0")),
+    Column("bonus", BigInteger, nullable=False, server_default=text("0")),
+    Column("package_id", String(64), nullable=True),
+    Column("refunded_amount", BigInteger, nullable=False, server_default=text("0")),
+    Column("refund_pending_amount", BigInteger, nullable=False, server_default=text("0")),
+    Column("diamonds_clawed_back", BigInteger, nullable=False, server_default=text("0")),
+    Column("failure_reason", String(255), nullable=True),
+    # The ledger transfers that settled it: money in (provider clearing -> revenue) and the
+    # diamonds credited to the wallet.
+    Column("payment_transfer_id", BigInteger, nullable=True),
+    Column("credit_transfer_id", BigInteger, nullable=True),
+    Column("checkout", Text, nullable=False, server_default=text("'{}'")),  # JSON
+    Column("metadata", Text, nullable=False, server_default=text("'{}'")),  # JSON
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("succeeded_at", UTCDateTime, nullable=True),
+    UniqueConstraint("provider", "provider_order_id", name="uq_payment_orders_provider_order"),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("diamonds >= 0 AND bonus >= 0", name="diamonds_non_negative"),
+    CheckConstraint(
+        "refunded_amount >= 0 AND refund_pending_amount >= 0"
+        " AND refunded_amount + refund_pending_amount <= amount",
+        name="refunds_within_amount",
+    ),
+    CheckConstraint(
+        "status IN ('created', 'pending', 'succeeded', 'failed', 'cancelled',"
+        " 'partially_refunded', 'refunded')",
+        name="status_known",
+    ),
+    Index("ix_payment_orders_user", "user_id", "created_at"),
+    Index("ix_payment_orders_status", "status", "created_at"),
+    Index("ix_payment_orders_created_at", "created_at"),
+)
+
+refunds = Table(
+    "payment_refunds",
+    metadata,
+    Column("id", String(32), primary_key=True),  # re_...
+    Column("order_id", String(32), ForeignKey("payment_orders.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units of the order's currency
+    Column("diamonds", BigInteger, nullable=False),  # clawed back from the wallet
+    Column("shortfall_diamonds", BigInteger, nullable=False, server_default=text("0")),
+    Column("reason", String(255), nullable=False),
+    Column("forced", String(5), nullable=False, server_default=text("'false'")),
+    Column("status", String(16), nullable=False),  # pending | succeeded | failed
+    Column("provider_refund_id", String(128), nullable=True),
+    Column("hold_id", BigInteger, nullable=True),  # the ledger hold reserving the diamonds
+    Column("idempotency_key", String(255), nullable=True),
+    Column("request_fingerprint", String(64), nullable=True),
+    Column("failure_reason", String(255), nullable=True),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("diamonds >= 0 AND shortfall_diamonds >= 0", name="diamonds_non_negative"),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status_known"),
+    UniqueConstraint("order_id", "idempotency_key", name="uq_payment_refunds_key"),
+    Index("ix_payment_refunds_order", "order_id"),
+    Index("ix_payment_refunds_provider_id", "provider_refund_id"),
+)

@@ -1,0 +1,1 @@
+"""Webhooks in: a signed-event inbox, processed exactly once, retried with backoff."""

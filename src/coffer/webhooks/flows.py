@@ -1,0 +1,68 @@
+"""Receiving and retrying webhooks: verify, store, answer, then process in a transaction of
+its own (so a processing failure never loses the event: it stays in the inbox for a retry)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from coffer.db import Database
+from coffer.kit.clock import Clock
+from coffer.providers import Providers
+from coffer.webhooks import service
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider: str
+    event_id: str
+    duplicate: bool  # seen before: answered 200, nothing done again
+    outcome: str  # processed | ignored | retry | done
+
+
+def receive_webhook(
+    database: Database,
+    providers: Providers,
+    *,
+    provider_name: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    clock: Clock,
+) -> Receipt:
+    """Verify the signature on the raw body, store the event once, and try to apply it."""
+    provider = providers.get(provider_name)
+    event = provider.parse_webhook(
+        body=body, headers=headers
+    )  # InvalidSignature: 400, nothing kept
+    with database.unit_of_work() as session:
+        inbox_id, is_new = service.receive(session, event=event, raw_body=body, now=clock())
+    if not is_new:
+        return Receipt(event.provider, event.event_id, duplicate=True, outcome="done")
+    return Receipt(
+        event.provider, event.event_id, duplicate=False, outcome=process(database, inbox_id, clock)
+    )
+
+
+def process(database: Database, inbox_id: int, clock: Clock) -> str:
+    """Apply one inbox entry; on failure count the attempt and schedule the retry."""
+    try:
+        with database.unit_of_work() as session:
+            return service.process(session, inbox_id=inbox_id, now=clock())
+    except Exception as exc:
+        log.warning("webhook_processing_failed", inbox_id=inbox_id, error=repr(exc))
+        with database.unit_of_work() as session:
+            service.record_failure(session, inbox_id=inbox_id, error=exc, now=clock())
+        return "retry"
+
+
+def retry_due(database: Database, clock: Clock, *, limit: int = service.DUE_BATCH_MAX) -> int:
+    """Process the inbox entries whose retry time has come; returns how many were tried."""
+    with database.read() as session:
+        due = service.due(session, now=clock(), limit=limit)
+    for inbox_id in due:
+        process(database, inbox_id, clock)
+    return len(due)

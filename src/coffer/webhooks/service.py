@@ -1,0 +1,243 @@
+"""The webhook inbox. An event is stored (once: provider + event id is unique) before anything
+is done with it, then processed in its own transaction that also marks it processed, so it is
+acted on exactly once; failures are retried with backoff up to `ATTEMPTS_MAX` times.
+
+States never move backwards because the payment and refund functions this dispatches to only
+move forward (`payments/service.py`); a replayed or late event is a no-op there too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from coffer.errors import CofferError
+from coffer.payments import refunds as payment_refunds
+from coffer.payments import service as payments
+from coffer.providers.base import EventKind, WebhookEvent
+from coffer.webhooks.tables import inbox
+
+ATTEMPTS_MAX = 8
+BACKOFF_BASE_S = 5
+BACKOFF_MAX_S = 3_600
+ERROR_LENGTH_MAX = 500
+DUE_BATCH_MAX = 100
+
+
+class PermanentWebhookError(CofferError):
+    """An event that can never be applied (e.g. its amount differs from the order's): it is
+    parked as failed at once, for an operator to look at, instead of being retried."""
+
+    code = "invalid_state"
+
+
+class RetryableWebhookError(CofferError):
+    """Not yet applicable (e.g. the order it names is not committed yet): retry later."""
+
+    code = "invalid_state"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboxEntry:
+    id: int
+    provider: str
+    event_id: str
+    status: str
+    attempts: int
+    last_error: str | None
+    event: WebhookEvent
+
+
+def _event_to_json(event: WebhookEvent) -> str:
+    data = dataclasses.asdict(event)
+    data["kind"] = event.kind.value
+    data["occurred_at"] = event.occurred_at.isoformat() if event.occurred_at else None
+    data["data"] = dict(event.data)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _event_from_json(text: str) -> WebhookEvent:
+    data: dict[str, Any] = json.loads(text)
+    data["kind"] = EventKind(data["kind"])
+    occurred = data.get("occurred_at")
+    data["occurred_at"] = datetime.fromisoformat(occurred) if occurred else None
+    return WebhookEvent(**data)
+
+
+def _entry(row: Row[Any]) -> InboxEntry:
+    return InboxEntry(
+        id=row.id,
+        provider=row.provider,
+        event_id=row.event_id,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        event=_event_from_json(row.event),
+    )
+
+
+def receive(
+    session: Session, *, event: WebhookEvent, raw_body: bytes, now: datetime
+) -> tuple[int, bool]:
+    """Store a verified event unless seen before; returns (inbox id, whether it is new)."""
+    dialect = session.get_bind().dialect.name
+    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    status = "ignored" if event.kind is EventKind.IGNORED else "received"
+    result = session.execute(
+        dialect_insert(inbox)
+        .values(
+            provider=event.provider,
+            event_id=event.event_id,
+            provider_type=event.provider_type[:64],
+            kind=event.kind.value,
+            event=_event_to_json(event),
+            raw_body=raw_body,
+            status=status,
+            occurred_at=event.occurred_at,
+            received_at=now,
+            processed_at=now if status == "ignored" else None,
+            next_attempt_at=None if status == "ignored" else now,
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(inbox.c.id)
+    ).first()
+    if result is not None:
+        return result.id, status == "received"
+    row = session.execute(
+        select(inbox.c.id).where(
+            inbox.c.provider == event.provider, inbox.c.event_id == event.event_id
+        )
+    ).one()
+    return row.id, False
+
+
+def get_entry(session: Session, inbox_id: int, *, for_update: bool = False) -> InboxEntry:
+    query = select(inbox).where(inbox.c.id == inbox_id)
+    if for_update:
+        query = query.with_for_update()
+    return _entry(session.execute(query).one())
+
+
+def process(session: Session, *, inbox_id: int, now: datetime) -> str:
+    """Apply one stored event, once; returns what happened ("processed", "ignored", "done")."""
+    entry = get_entry(session, inbox_id, for_update=True)
+    if entry.status != "received":
+        return "done"  # processed, ignored or parked earlier: never twice
+    outcome = _dispatch(session, entry.event, now=now)
+    session.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id)
+        .values(
+            status=outcome,
+            processed_at=now,
+            attempts=entry.attempts + 1,
+            next_attempt_at=None,
+            last_error=None,
+        )
+    )
+    return outcome
+
+
+def _dispatch(session: Session, event: WebhookEvent, *, now: datetime) -> str:
+    kind = event.kind
+    if kind in (
+        EventKind.PAYMENT_SUCCEEDED,
+        EventKind.PAYMENT_FAILED,
+        EventKind.PAYMENT_PROCESSING,
+        EventKind.PAYMENT_CANCELLED,
+    ):
+        if not event.provider_order_id:
+            raise PermanentWebhookError("the event names no order")
+        order = payments.find_by_provider_order(
+            session, provider=event.provider, provider_order_id=event.provider_order_id
+        )
+        if order is None:
+            # Our order may not be committed yet (the provider can be quick): retry.
+            raise RetryableWebhookError(f"no order {event.provider_order_id} yet")
+        if kind is EventKind.PAYMENT_SUCCEEDED:
+            if event.amount is not None and event.amount != order.amount:
+                raise PermanentWebhookError(
+                    f"the event's amount {event.amount} differs from the order's {order.amount}"
+                )
+            if event.currency is not None and event.currency.upper() != order.currency:
+                raise PermanentWebhookError("the event's currency differs from the order's")
+            payments.credit_order(
+                session, order_id=order.id, payment_id=event.payment_id, via="webhook", now=now
+            )
+        elif kind is EventKind.PAYMENT_FAILED:
+            payments.mark_failed(
+                session,
+                order_id=order.id,
+                reason=event.failure_reason,
+                payment_id=event.payment_id,
+                now=now,
+            )
+        elif kind is EventKind.PAYMENT_PROCESSING:
+            payments.mark_pending(session, order_id=order.id, now=now)
+        else:
+            payments.mark_cancelled(session, order_id=order.id, now=now)
+        return "processed"
+    if kind in (EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED):
+        refund = (
+            payment_refunds.find_by_provider_refund(session, event.refund_id)
+            if event.refund_id
+            else None
+        )
+        if refund is None:
+            # A refund made outside Coffer (the provider's dashboard) or not yet noted: the
+            # books only follow refunds Coffer started. Kept in the inbox for the operator.
+            return "ignored"
+        if kind is EventKind.REFUND_SUCCEEDED:
+            payment_refunds.complete_refund(
+                session, refund_id=refund.id, provider_refund_id=event.refund_id, now=now
+            )
+        else:
+            payment_refunds.fail_refund(
+                session,
+                refund_id=refund.id,
+                reason=event.failure_reason or "the provider failed the refund",
+                now=now,
+            )
+        return "processed"
+    # Payout and other events are kept, verified, in the inbox; nothing in Coffer acts on them yet.
+    return "ignored"
+
+
+def record_failure(session: Session, *, inbox_id: int, error: BaseException, now: datetime) -> None:
+    """Count a failed attempt; back off exponentially; park it after ATTEMPTS_MAX."""
+    entry = get_entry(session, inbox_id, for_update=True)
+    if entry.status != "received":
+        return
+    attempts = entry.attempts + 1
+    permanent = isinstance(error, PermanentWebhookError) or attempts >= ATTEMPTS_MAX
+    message = getattr(error, "message", None) or type(error).__name__
+    delay_s = min(BACKOFF_BASE_S * 2 ** (attempts - 1), BACKOFF_MAX_S)
+    session.execute(
+        update(inbox)
+        .where(inbox.c.id == inbox_id)
+        .values(
+            attempts=attempts,
+            last_error=str(message)[:ERROR_LENGTH_MAX],
+            status="failed" if permanent else "received",
+            next_attempt_at=None if permanent else now + timedelta(seconds=delay_s),
+        )
+    )
+
+
+def due(session: Session, *, now: datetime, limit: int = DUE_BATCH_MAX) -> list[int]:
+    """Events waiting for a retry whose time has come, oldest first."""
+    assert 0 < limit <= DUE_BATCH_MAX * 10
+    rows = session.execute(
+        select(inbox.c.id)
+        .where(inbox.c.status == "received", inbox.c.next_attempt_at <= now)
+        .order_by(inbox.c.next_attempt_at, inbox.c.id)
+        .limit(limit)
+    )
+    return [r.id for r in rows]
