@@ -8,15 +8,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from coffer.wallets.history import Balance, Statement, Summary, Totals
-
-
-class BalanceAccountOut(BaseModel):
-    kind: str
-    asset: str
-    posted: int
-    pending_out: int
-    pending_in: int
-    available: int  # posted - pending_out
+from coffer.wallets.schemas import AccountOut
+from coffer.wallets.service import AccountBalance
 
 
 class TotalsOut(BaseModel):
@@ -39,24 +32,14 @@ class TotalsOut(BaseModel):
 
 class BalanceOut(BaseModel):
     user_id: str
-    accounts: list[BalanceAccountOut]
+    accounts: list[AccountOut]
     totals: TotalsOut
 
     @classmethod
     def of(cls, balance: Balance) -> BalanceOut:
         return cls(
             user_id=balance.user_id,
-            accounts=[
-                BalanceAccountOut(
-                    kind=a.kind,
-                    asset=a.asset,
-                    posted=a.balance,
-                    pending_out=a.debits_pending,
-                    pending_in=a.credits_pending,
-                    available=a.available,
-                )
-                for a in balance.accounts
-            ],
+            accounts=[AccountOut.of(AccountBalance.of(a)) for a in balance.accounts],
             totals=TotalsOut.of(balance.totals),
         )
 

@@ -51,6 +51,18 @@ class AccountBalance:
     pending_in: int
     available: int
 
+    @classmethod
+    def of(cls, account: ledger.Account) -> AccountBalance:
+        return cls(
+            account_id=account.id,
+            kind=account.kind,
+            asset=account.asset,
+            posted=account.balance,
+            pending_out=account.debits_pending,
+            pending_in=account.credits_pending,
+            available=account.available,
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Assets
@@ -310,14 +322,6 @@ def provider_account(
 def account_balances(session: Session, user_id: str) -> list[AccountBalance]:
     """Every account the user owns, in the order they were opened."""
     return [
-        AccountBalance(
-            account_id=account.id,
-            kind=account.kind,
-            asset=account.asset,
-            posted=account.balance,
-            pending_out=account.debits_pending,
-            pending_in=account.credits_pending,
-            available=account.available,
-        )
+        AccountBalance.of(account)
         for account in ledger.accounts_of_owner(session, owner_type="user", owner_id=user_id)
     ]
