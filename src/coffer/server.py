@@ -21,6 +21,7 @@ from coffer.db.base import metadata as app_metadata
 from coffer.idempotency.tasks import purge_expired_keys
 from coffer.kit.clock import utc_now
 from coffer.kit.periodic import Job, Periodic
+from coffer.payments import flows as payment_flows
 from coffer.providers import Providers
 from coffer.webhooks import flows as webhook_flows
 
@@ -64,6 +65,7 @@ class Coffer:
     def background(self) -> Periodic:
         """The bounded jobs a serving process runs besides answering requests."""
         database = self.database
+        providers: Providers = self.app.state.providers
         jobs = [
             # Holds past their timeout release their funds even if nothing touches them.
             Job("ledger.expire_holds", HOLD_SWEEP_INTERVAL_S, lambda: _expire_holds(database)),
@@ -72,6 +74,11 @@ class Coffer:
                 "webhooks.retry",
                 WEBHOOK_RETRY_INTERVAL_S,
                 lambda: webhook_flows.retry_due(database, utc_now),
+            ),
+            Job(
+                "payments.resume_refunds",
+                REFUND_RESUME_INTERVAL_S,
+                lambda: payment_flows.resume_refunds(database, providers, utc_now),
             ),
             Job(
                 "idempotency.purge",
@@ -90,6 +97,7 @@ class Coffer:
 HOLD_SWEEP_INTERVAL_S = 5.0
 WEBHOOK_RETRY_INTERVAL_S = 5.0
 IDEMPOTENCY_PURGE_INTERVAL_S = 3_600.0
+REFUND_RESUME_INTERVAL_S = 30.0
 
 
 def _expire_holds(database: Database) -> int:

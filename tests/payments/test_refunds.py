@@ -152,3 +152,41 @@ def test_clawback_rounds_so_full_refund_takes_everything(
         taken += clawback_for(order, refunded_before=refunded, amount=step)
         refunded += step
     assert taken == total
+
+
+def test_a_refund_the_provider_could_not_answer_is_resumed(db, stripe_fake) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from coffer.kit.clock import utc_now
+    from coffer.payments import flows
+    from tests.api.harness import make_api
+
+    with make_api(db, **stripe_fake.settings_values()) as api:
+        response = api.client.post(
+            "/wallet/topup",
+            json={"package_id": "starter", "provider": "stripe"},
+            headers=api.user("gus"),
+        )
+        order = response.json()["order"]
+        hook = stripe_fake.succeed_payment(order["provider_order_id"])
+        assert (
+            api.client.post("/webhooks/stripe", content=hook.body, headers=hook.headers).status_code
+            == 200
+        )
+        stripe_fake.fail_next(503, count=3)  # every attempt the adapter makes
+        down = refund(api, order["id"])
+        assert_error(down, 503, "provider_unavailable")
+        # The diamonds stay reserved by the pending refund.
+        balance = api.client.get("/wallet/balance", headers=api.user("gus")).json()["accounts"][0]
+        assert (balance["posted"], balance["pending_out"]) == (100, 100)
+        providers = api.coffer.app.state.providers
+        assert (
+            flows.resume_refunds(api.database, providers, utc_now) == 0
+        )  # not stalled long enough
+        later = lambda: utc_now() + timedelta(minutes=5)  # noqa: E731
+        assert flows.resume_refunds(api.database, providers, later) == 1
+        detail = api.client.get(f"/admin/payment-orders/{order['id']}", headers=api.admin()).json()
+        assert detail["order"]["status"] == "refunded"
+        assert [r["status"] for r in detail["refunds"]] == ["succeeded"]
+        assert len(stripe_fake.refunds) == 1
+        assert_books_clean(api)

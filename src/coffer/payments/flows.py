@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.orm import Session
@@ -185,7 +185,14 @@ def refund_order(
         return refund
     if refund.provider_refund_id is not None:
         return refund  # the provider has it; its webhook will finish it
-    assert order.provider_payment_id is not None or order.provider == "mock"
+    return send_refund(database, providers, refund=refund, order=order, clock=clock)
+
+
+def send_refund(
+    database: Database, providers: Providers, *, refund: Refund, order: PaymentOrder, clock: Clock
+) -> Refund:
+    """Ask the provider for a pending refund (idempotent on the refund's id) and book the answer."""
+    assert refund.status == "pending" and refund.order_id == order.id
     provider = providers.get(order.provider)
     try:
         provided = provider.refund(
@@ -193,7 +200,7 @@ def refund_order(
             amount=refund.amount,
             currency=order.currency,
             idempotency_key=refund.id,
-            reason=reason,
+            reason=refund.reason,
         )
     except ProviderRejected as exc:
         with database.unit_of_work() as session:
@@ -202,9 +209,9 @@ def refund_order(
             )
         raise
     except ProviderUnavailable:
-        # The outcome is unknown: keep the refund pending with its reservation; retrying the
-        # same request (same Idempotency-Key) asks the provider again with the same key.
-        log.warning("refund_provider_unavailable", refund_id=refund.id, order_id=order_id)
+        # The outcome is unknown: the refund stays pending with its reservation, and
+        # `resume_refunds` (or the same request again) asks the provider with the same key.
+        log.warning("refund_provider_unavailable", refund_id=refund.id, order_id=order.id)
         raise
     with database.unit_of_work() as session:
         if provided.status == "succeeded":
@@ -218,3 +225,27 @@ def refund_order(
         return refund_service.note_provider_refund(
             session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
         )
+
+
+RESUME_AFTER_S = 60
+RESUME_BATCH_MAX = 50
+
+
+def resume_refunds(
+    database: Database, providers: Providers, clock: Clock, *, limit: int = RESUME_BATCH_MAX
+) -> int:
+    """Ask the provider again for refunds left pending without its answer (a crash or an
+    outage between reserving and asking); returns how many were tried."""
+    with database.read() as session:
+        stalled = refund_service.stalled_refunds(
+            session, older_than=clock() - timedelta(seconds=RESUME_AFTER_S), limit=limit
+        )
+        orders = {r.order_id: service.get_order(session, r.order_id) for r in stalled}
+    for refund in stalled:
+        try:
+            send_refund(
+                database, providers, refund=refund, order=orders[refund.order_id], clock=clock
+            )
+        except (ProviderRejected, ProviderUnavailable) as exc:
+            log.warning("refund_resume_failed", refund_id=refund.id, error=exc.message)
+    return len(stalled)

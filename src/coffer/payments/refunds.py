@@ -109,6 +109,21 @@ def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
     return [_refund_from_row(r) for r in rows]
 
 
+def stalled_refunds(session: Session, *, older_than: datetime, limit: int) -> list[Refund]:
+    """Pending refunds the provider has not acknowledged, untouched since `older_than`."""
+    rows = session.execute(
+        select(refunds)
+        .where(
+            refunds.c.status == "pending",
+            refunds.c.provider_refund_id.is_(None),
+            refunds.c.updated_at < older_than,
+        )
+        .order_by(refunds.c.updated_at)
+        .limit(limit)
+    )
+    return [_refund_from_row(r) for r in rows]
+
+
 def fingerprint(*, amount: int | None, reason: str, force: bool) -> str:
     canonical = json.dumps({"amount": amount, "reason": reason, "force": force}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -172,6 +187,9 @@ def begin_refund(
         raise InvalidState(
             f"an order that is {order.status} cannot be refunded", status=order.status
         )
+    if order.provider_payment_id is None and order.provider != "mock":
+        # Only the sandbox can refund an order whose payment it never named.
+        raise InvalidState("the provider never named this order's payment; refund it there")
     committed = order.refunded_amount + order.refund_pending_amount
     remaining = order.amount - committed
     if amount is None:
@@ -383,4 +401,5 @@ __all__ = [
     "get_refund",
     "note_provider_refund",
     "refunds_of_order",
+    "stalled_refunds",
 ]
