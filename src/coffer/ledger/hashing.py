@@ -21,7 +21,10 @@ def canonical_json(metadata: Mapping[str, Any] | None) -> str:
     """The one spelling of a metadata object that is stored and hashed."""
     if not metadata:
         return "{}"
-    return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    # allow_nan=False: NaN and Infinity are not JSON; stored, they would break every reader.
+    return json.dumps(
+        metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def timestamp_us(value: datetime | None) -> int | None:
@@ -74,5 +77,5 @@ def transfer_hash(
         debit_balance_after,
         credit_balance_after,
     )
-    encoded = _SEP.join(str(value) for value in fields).encode("utf-8")
+    encoded = _SEP.join(map(str, fields)).encode("utf-8")
     return hashlib.sha256(previous_hash + encoded).digest()

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -72,11 +72,17 @@ GroupResult = list[Transfer] | LedgerError
 # Within a batch a group's outcome may still be unhashed rows; `apply_groups` finishes them.
 StagedResult = list[Transfer | TransferRow] | LedgerError
 
-_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]*$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "gift\n" through.
+_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]*\Z")
 _NO_OVERDRAFT = 1
 _NO_OVERCREDIT = 2
 # Expiry on touch releases at most this many holds of one account per batch; the sweep, the rest.
 _EXPIRE_ON_TOUCH_MAX = 100
+# Types and sources already found valid: a batch names the same few thousands of times, and
+# checking a string is pure (a set lookup instead of a regex). Bounded: once full, no more adds.
+_VALID_STRINGS_MAX = 4_096
+_valid_types: set[str] = set()
+_valid_sources: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,10 +101,14 @@ def check_amount(amount: object, *, what: str = "amount") -> int:
 
 
 def _check_type(value: object) -> str:
+    if type(value) is str and value in _valid_types:
+        return value
     if not isinstance(value, str) or not 0 < len(value) <= TYPE_LENGTH_MAX:
         raise InvalidTransfer(f"type must be 1 to {TYPE_LENGTH_MAX} characters", field="type")
     if _TYPE_PATTERN.match(value) is None:
         raise InvalidTransfer("type must be lower-case letters, digits, _ . : -", field="type")
+    if type(value) is str and len(_valid_types) < _VALID_STRINGS_MAX:
+        _valid_types.add(value)
     return value
 
 
@@ -111,7 +121,9 @@ def _check_key(value: object, *, what: str, length_max: int) -> str:
 
 
 def _metadata_json(metadata: Mapping[str, Any] | None) -> str:
-    if metadata is not None and not isinstance(metadata, Mapping):
+    if metadata is None:
+        return "{}"  # canonical_json(None), without the call
+    if not isinstance(metadata, Mapping):
         raise InvalidTransfer("metadata must be an object", field="metadata")
     try:
         encoded = canonical_json(metadata)
@@ -132,12 +144,19 @@ def _check_id(value: object, *, what: str) -> int:
 
 def check_group(group: Group) -> list[str]:
     """Validate a group's shape; returns each operation's canonical metadata JSON."""
-    if not isinstance(group.operations, Sequence) or not group.operations:
+    operations = group.operations
+    if not (type(operations) is tuple or isinstance(operations, Sequence)) or not operations:
         raise InvalidTransfer("a group needs at least one operation")
-    _check_key(group.source, what="idempotency_source", length_max=IDEMPOTENCY_SOURCE_LENGTH_MAX)
+    source = group.source
+    if not (type(source) is str and source in _valid_sources):
+        _check_key(source, what="idempotency_source", length_max=IDEMPOTENCY_SOURCE_LENGTH_MAX)
+        if type(source) is str and len(_valid_sources) < _VALID_STRINGS_MAX:
+            _valid_sources.add(source)
     encoded: list[str] = []
     keys: set[str] = set()
     for op in group.operations:
+        if not isinstance(op, TransferRequest | PostHold | VoidHold | Reversal):
+            raise InvalidTransfer(f"unknown operation {type(op).__name__}")
         if op.idempotency_key is not None:
             key = _check_key(
                 op.idempotency_key, what="idempotency_key", length_max=IDEMPOTENCY_KEY_LENGTH_MAX
@@ -186,6 +205,32 @@ def check_group(group: Group) -> list[str]:
 # Evaluation
 
 
+class _Wants(NamedTuple):
+    """What a batch refers to: idempotency keys, holds, reversed originals, accounts."""
+
+    keys: set[tuple[str, str]]
+    hold_ids: set[int]
+    transfer_ids: set[int]
+    account_ids: set[int]
+
+    @classmethod
+    def of(cls, groups: Sequence[Group]) -> _Wants:
+        wants = cls(set(), set(), set(), set())
+        keys, hold_ids, transfer_ids, account_ids = wants
+        for group in groups:
+            for op in group.operations:
+                if op.idempotency_key is not None:
+                    keys.add((group.source, op.idempotency_key))
+                if isinstance(op, TransferRequest):
+                    account_ids.add(op.debit_account_id)
+                    account_ids.add(op.credit_account_id)
+                elif isinstance(op, PostHold | VoidHold):
+                    hold_ids.add(op.hold_id)
+                else:
+                    transfer_ids.add(op.transfer_id)
+        return wants
+
+
 @dataclass(slots=True)
 class _Staged:
     """One group's changes, merged into the batch only if the whole group passes."""
@@ -218,26 +263,14 @@ class _Batch:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def load(self, groups: Sequence[Group]) -> None:
-        keys: set[tuple[str, str]] = set()
-        hold_ids: set[int] = set()
-        transfer_ids: set[int] = set()
-        account_ids: set[int] = set()
-        for group in groups:
-            for op in group.operations:
-                if op.idempotency_key is not None:
-                    keys.add((group.source, op.idempotency_key))
-                if isinstance(op, TransferRequest):
-                    account_ids.add(op.debit_account_id)
-                    account_ids.add(op.credit_account_id)
-                elif isinstance(op, PostHold | VoidHold):
-                    hold_ids.add(op.hold_id)
-                else:
-                    transfer_ids.add(op.transfer_id)
+    def load(self, wants: _Wants) -> None:
+        keys, hold_ids, transfer_ids, account_ids = wants
         if keys:
             self.by_key.update(repo.transfers_by_idempotency(self.conn, keys))
         if hold_ids:
-            self.holds.update(repo.lock_holds(self.conn, hold_ids))
+            missing = hold_ids.difference(self.holds)
+            if missing:
+                self.holds.update(repo.lock_holds(self.conn, missing))
             for hold in self.holds.values():
                 account_ids.add(hold.debit_account_id)
                 account_ids.add(hold.credit_account_id)
@@ -260,7 +293,6 @@ class _Batch:
         replay = self._replay(group, metadata_json)
         if replay is not None:
             return replay
-        retried = False
         while True:
             staged = _Staged()
             try:
@@ -268,13 +300,14 @@ class _Batch:
                     self._apply_op(staged, group, op, encoded)
             except InsufficientFunds as exc:
                 # Expiry on touch: holds past their timeout still reserve funds until something
-                # releases them. Release this account's, then try the group once more.
+                # releases them. Release this account's, then try the group again. Each account
+                # is released at most once per batch, so this ends: a group short on two
+                # accounts gets both released, not only the first.
                 account_id = exc.details.get("account_id")
-                if retried or not isinstance(account_id, int):
+                if not isinstance(account_id, int):
                     return exc
                 if not self._expire_holds_of(account_id):
                     return exc
-                retried = True
                 continue
             except LedgerError as exc:
                 return exc
@@ -304,6 +337,8 @@ class _Batch:
 
     def _replay(self, group: Group, metadata_json: list[str]) -> StagedResult | None:
         """A group whose keys were seen before returns what they made, or conflicts."""
+        if not self.by_key:
+            return None  # no key in this batch was made before, nor yet in it
         seen = [
             self.by_key.get((group.source, op.idempotency_key))
             for op in group.operations
@@ -695,12 +730,14 @@ class _Batch:
             previous = row.hash
         last = self.rows[-1]
         assert last.id == self.next_id - 1 == self.head.last_transfer_id + len(self.rows)
-        repo.insert_transfers(self.conn, self.rows)
-        pending_rows = [r for r in self.rows if r.phase == Phase.PENDING.value]
-        repo.insert_holds(self.conn, pending_rows, type_of=self.hold_types)
-        repo.resolve_holds(self.conn, self.resolutions)
-        repo.update_accounts(self.conn, list(self.accounts.values()))
-        repo.update_chain(self.conn, ChainHead(last.id, last.hash, self.now))
+        repo.write_batch(
+            self.conn,
+            rows=self.rows,
+            hold_types=self.hold_types,
+            resolutions=self.resolutions,
+            states=list(self.accounts.values()),
+            head=ChainHead(last.id, last.hash, self.now),
+        )
         return {row.id: repo.transfer_from_insert(row) for row in self.rows}
 
 
@@ -761,12 +798,24 @@ def apply_groups(
         else:
             valid.append(index)
     if valid:
-        head = repo.lock_chain(conn)
+        chosen = [groups[i] for i in valid]
+        wants = _Wants.of(chosen)
+        held: dict[int, Hold] = {}
+        locked: dict[int, repo.AccountState] = {}
+        if wants.hold_ids or wants.transfer_ids:
+            # Holds and originals name more accounts: read them first, then lock every
+            # account at once, in id order. The chain and the holds: one round trip.
+            head, held = repo.lock_chain_and_holds(conn, wants.hold_ids)
+        else:
+            # Every account is known up front: one round trip takes both locks.
+            head, locked = repo.lock_chain_and_accounts(conn, wants.account_ids)
         now = clock()
         if head.last_created_at is not None and head.last_created_at > now:
             now = head.last_created_at  # time never runs backwards in the books
         batch = _Batch(conn, head, now)
-        batch.load([groups[i] for i in valid])
+        batch.accounts.update(locked)
+        batch.holds.update(held)
+        batch.load(wants)
         staged_rows: dict[int, list[Transfer | TransferRow]] = {}
         for index in valid:
             outcome = batch.apply_group(groups[index], encoded[index])
