@@ -36,9 +36,13 @@ def test_healthz_and_openapi(api: Api) -> None:
 
 def test_unknown_paths_methods_and_bodies_get_the_error_shape(api: Api) -> None:
     assert_error(api.client.get("/nowhere"), 404, "not_found")
-    assert_error(api.client.delete("/wallet/balance", headers=api.user("u")), 405, "method_not_allowed")
+    assert_error(
+        api.client.delete("/wallet/balance", headers=api.user("u")), 405, "method_not_allowed"
+    )
     broken = api.client.post(
-        "/wallet/topup", content=b"{not json", headers={**api.user("u"), "Content-Type": "application/json"}
+        "/wallet/topup",
+        content=b"{not json",
+        headers={**api.user("u"), "Content-Type": "application/json"},
     )
     assert_error(broken, 400, "bad_request")
     for response in (

@@ -21,8 +21,12 @@ def _row(api: Api, event_id: str):  # type: ignore[no-untyped-def]
 def test_event_for_an_order_not_yet_known_is_retried_until_it_applies(api: Api) -> None:
     order = topup(api, "alice")
     response = webhook(
-        api, "payment.succeeded", provider_order_id="mock_order_not_yet", amount=order["amount"],
-        currency="INR", event_id="early-1",
+        api,
+        "payment.succeeded",
+        provider_order_id="mock_order_not_yet",
+        amount=order["amount"],
+        currency="INR",
+        event_id="early-1",
     )
     assert response.status_code == 200
     row = _row(api, "early-1")
@@ -50,7 +54,14 @@ def test_event_for_an_order_not_yet_known_is_retried_until_it_applies(api: Api) 
 
 def test_hopeless_event_is_parked_and_unknown_types_ignored(api: Api) -> None:
     order = topup(api, "bob")
-    webhook(api, "payment.succeeded", provider_order_id=order["provider_order_id"], amount=5, currency="INR", event_id="bad-amount")
+    webhook(
+        api,
+        "payment.succeeded",
+        provider_order_id=order["provider_order_id"],
+        amount=5,
+        currency="INR",
+        event_id="bad-amount",
+    )
     row = _row(api, "bad-amount")
     assert row.status == "failed" and "amount" in row.last_error
     webhook(api, "customer.created", event_id="other-1")
