@@ -382,3 +382,63 @@ def test_verify_catches_tampering(db: Database) -> None:
     with db.snapshot() as s:
         report = ledger.verify(s)
     assert {c.number for c in report.checks if not c.ok} == {1, 2}
+
+
+def test_linked_group_error_names_the_failing_operation(db: Database) -> None:
+    with db.unit_of_work() as s:
+        define_assets(s)
+        alice, bob = wallet(s, "alice"), wallet(s, "bob")
+        fund(s, alice, 10)
+    with pytest.raises(ledger.InsufficientFunds) as caught, db.unit_of_work() as s:
+        ledger.execute(
+            s,
+            [
+                TransferRequest(alice.id, bob.id, 5, "gift"),
+                TransferRequest(alice.id, bob.id, 6, "gift"),
+            ],
+        )
+    assert caught.value.details["operation_index"] == 1
+    assert_clean(db)
+
+
+def test_reversing_a_transfer_made_earlier_in_the_same_group(db: Database) -> None:
+    with db.unit_of_work() as s:
+        define_assets(s)
+        alice, bob = wallet(s, "alice"), wallet(s, "bob")
+        fund(s, alice, 10)
+        head = ledger.get_transfer(s, 1).id
+    with db.unit_of_work() as s:
+        made = ledger.execute(
+            s,
+            [
+                TransferRequest(alice.id, bob.id, 7, "gift"),
+                ledger.Reversal(transfer_id=head + 1, amount=3),
+            ],
+        )
+    assert made[1].reversal_of == made[0].id
+    with db.read() as s:
+        assert ledger.get_account(s, bob.id).balance == 4
+    assert_clean(db)
+
+
+def test_a_hold_replayed_with_another_timeout_conflicts(db: Database) -> None:
+    with db.unit_of_work() as s:
+        define_assets(s)
+        alice, bob = wallet(s, "alice"), wallet(s, "bob")
+        fund(s, alice, 10)
+    hold = {
+        "debit_account_id": alice.id,
+        "credit_account_id": bob.id,
+        "amount": 5,
+        "type": "call_charge",
+        "idempotency_key": "h1",
+    }
+    with db.unit_of_work() as s:
+        first = ledger.create_hold(s, timeout_s=60, **hold)
+    with db.unit_of_work() as s:
+        assert ledger.create_hold(s, timeout_s=60, **hold) == first
+    with pytest.raises(ledger.IdempotencyConflict), db.unit_of_work() as s:
+        ledger.create_hold(s, timeout_s=61, **hold)
+    with pytest.raises(ledger.IdempotencyConflict), db.unit_of_work() as s:
+        ledger.create_hold(s, **hold)
+    assert_clean(db)

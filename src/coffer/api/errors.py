@@ -33,7 +33,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "idempotency_conflict": 409,
     "invalid_state": 409,
     "already_processed": 409,
-    "linked_group_failed": 409,
     "payload_too_large": 413,
     "validation_error": 422,
     "rate_limited": 429,

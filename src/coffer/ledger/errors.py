@@ -18,8 +18,11 @@ Operating errors (a request the books refuse) are exceptions; programmer errors 
     │   └── PostExceedsHold      posting more than is pending
     ├── ReversalExceeds          reversing more than what is left of the original
     ├── IdempotencyConflict      the key was used before with other content
-    ├── LinkedGroupFailed        a sibling in the same linked group failed
-    └── LedgerUnavailable        the database failed; the outcome of the request is unknown
+    ├── LedgerUnavailable        the database failed; the outcome of the request is unknown
+    └── LedgerBusy               the group-commit queue is full; nothing was accepted
+
+A linked group is refused whole by the error of the operation that failed; its
+`details["operation_index"]` says which one.
 """
 
 from __future__ import annotations
@@ -112,10 +115,6 @@ class ReversalExceeds(LedgerError):
 
 class IdempotencyConflict(LedgerError):
     code = "idempotency_conflict"
-
-
-class LinkedGroupFailed(LedgerError):
-    code = "linked_group_failed"
 
 
 class LedgerUnavailable(LedgerError):

@@ -295,9 +295,11 @@ class _Batch:
             return replay
         while True:
             staged = _Staged()
+            index = 0  # the operation being applied, named in the error if it fails
             try:
                 for op, encoded in zip(group.operations, metadata_json, strict=True):
                     self._apply_op(staged, group, op, encoded)
+                    index += 1
             except InsufficientFunds as exc:
                 # Expiry on touch: holds past their timeout still reserve funds until something
                 # releases them. Release this account's, then try the group again. Each account
@@ -305,12 +307,12 @@ class _Batch:
                 # accounts gets both released, not only the first.
                 account_id = exc.details.get("account_id")
                 if not isinstance(account_id, int):
-                    return exc
+                    return _in_group(exc, group, index)
                 if not self._expire_holds_of(account_id):
-                    return exc
+                    return _in_group(exc, group, index)
                 continue
             except LedgerError as exc:
-                return exc
+                return _in_group(exc, group, index)
             self._merge(staged)
             return list(staged.rows)
 
@@ -593,7 +595,8 @@ class _Batch:
     def _reverse(self, staged: _Staged, group: Group, op: Reversal, encoded: str) -> None:
         original = self.originals.get(op.transfer_id)
         if original is None:
-            for row in self.rows:
+            # Made earlier in this batch, or earlier in this very group.
+            for row in (*self.rows, *staged.rows):
                 if row.id == op.transfer_id:
                     original = repo.transfer_from_insert(row)
                     break
@@ -741,6 +744,19 @@ class _Batch:
         return {row.id: repo.transfer_from_insert(row) for row in self.rows}
 
 
+def _in_group(exc: LedgerError, group: Group, index: int) -> LedgerError:
+    """Say which operation of a linked group refused it (the whole group was refused)."""
+    if len(group.operations) > 1:
+        exc.details.setdefault("operation_index", index)
+    return exc
+
+
+def _timeout_of(made: Transfer | TransferRow) -> int | None:
+    if made.expires_at is None:
+        return None
+    return int((made.expires_at - made.created_at).total_seconds())
+
+
 def _same_content(op: Operation, encoded: str, earlier: Transfer | TransferRow) -> bool:
     metadata_json = (
         earlier.metadata_json
@@ -758,6 +774,7 @@ def _same_content(op: Operation, encoded: str, earlier: Transfer | TransferRow) 
             and earlier.type == op.type
             and str(earlier.phase) == phase
             and earlier.reversal_of is None
+            and _timeout_of(earlier) == (op.timeout_s if op.pending else None)
         )
     if isinstance(op, PostHold):
         return (
