@@ -101,6 +101,9 @@ REFUND_RESUME_INTERVAL_S = 30.0
 
 
 def _expire_holds(database: Database) -> int:
+    with database.read() as session:
+        if not ledger.has_expired_holds(session):
+            return 0  # the usual case: no write transaction at all
     with database.unit_of_work() as session:
         return ledger.expire_holds(session)
 
