@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import json
 import sys
 from collections.abc import Iterator
@@ -69,6 +70,9 @@ def serve(
     coffer = build(settings)
     for line in coffer.startup_notes:
         typer.echo(line, err=True)
+    # Everything made at start-up lives as long as the process: keep the garbage collector
+    # from re-scanning it on every collection (measured 5-10% on the ledger's hot path).
+    gc.freeze()
     background = coffer.background().start()
     try:
         uvicorn.run(
