@@ -206,3 +206,25 @@ def test_stripe_verify_with_client_secret(db: Database, stripe_fake: StripeFake)
         assert right.status_code == 200, right.text
         assert wallet_balance(api, "dana") == 290
         assert_books_clean(api)
+
+
+def test_stripe_events_out_of_order_never_move_an_order_backwards(
+    db: Database, stripe_fake: StripeFake
+) -> None:
+    """Stripe promises no order: the customer's first try fails, the second succeeds, and the
+    events arrive newest first. The order ends succeeded, credited once."""
+    with make_api(db, **stripe_fake.settings_values()) as api:
+        order = _topup(api, "eli", "stripe", package="starter")
+        intent_id = str(order["provider_order_id"])
+        processing = stripe_fake.process_payment(intent_id)
+        failed = stripe_fake.fail_payment(intent_id)
+        succeeded = stripe_fake.succeed_payment(intent_id)
+        for event in (succeeded, failed, processing, succeeded):
+            response = api.client.post(
+                "/webhooks/stripe", content=event.body, headers=event.headers
+            )
+            assert response.status_code == 200, response.text
+        orders = api.client.get("/wallet/payment-orders", headers=api.user("eli")).json()["data"]
+        assert [(o["id"], o["status"]) for o in orders] == [(order["id"], "succeeded")]
+        assert wallet_balance(api, "eli") == 100
+        assert_books_clean(api)
