@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     # The sandbox provider is on unless switched off (e.g. in production).
     mock_enabled: bool = True
 
+    # Group commit (db/writer.py): money-moving requests share batches. Off, each commits in a
+    # transaction of its own (for side-by-side figures in `coffer bench --http`).
+    group_commit: bool = True
     # Group commit (ledger/batch.py), for writers that go through it.
     ledger_batch_size_max: Annotated[int, Field(gt=0, le=100_000)] = 1_000
     ledger_queue_size_max: Annotated[int, Field(gt=0, le=1_000_000)] = 10_000

@@ -16,7 +16,7 @@ import coffer
 from coffer import auth, ledger, wallets
 from coffer.api.app import create_app
 from coffer.config import Settings
-from coffer.db import Database, migrate
+from coffer.db import Database, Writer, migrate
 from coffer.db.base import metadata as app_metadata
 from coffer.idempotency.tasks import purge_expired_keys
 from coffer.kit.clock import utc_now
@@ -61,6 +61,7 @@ class Coffer:
     # Lines for the operator at start-up (e.g. a fresh database's one-time admin key).
     startup_notes: list[str] = field(default_factory=list)
     rate_limiter: auth.RateLimiter | None = None
+    writer: Writer | None = None
 
     def background(self) -> Periodic:
         """The bounded jobs a serving process runs besides answering requests."""
@@ -73,7 +74,7 @@ class Coffer:
             Job(
                 "webhooks.retry",
                 WEBHOOK_RETRY_INTERVAL_S,
-                lambda: webhook_flows.retry_due(database, utc_now),
+                lambda: webhook_flows.retry_due(database, utc_now, writer=self.writer),
             ),
             Job(
                 "payments.resume_refunds",
@@ -89,9 +90,15 @@ class Coffer:
         return Periodic(jobs)
 
     def close(self) -> None:
+        self.close_writer()
         if self.rate_limiter is not None:
             self.rate_limiter.close()
         self.database.dispose()
+
+    def close_writer(self) -> None:
+        """Commit what is queued and stop the writer's thread (the database stays open)."""
+        if self.writer is not None:
+            self.writer.close()
 
 
 HOLD_SWEEP_INTERVAL_S = 5.0
@@ -139,8 +146,15 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         auth_failures=settings.auth_failure_rate_limit,
         storage_url=settings.redis_url or None,
     )
+    writer = Writer(
+        database,
+        group_commit=settings.group_commit,
+        batch_size_max=settings.ledger_batch_size_max,
+        queue_size_max=settings.ledger_queue_size_max,
+    )
     app = create_app(
         database=database,
+        writer=writer,
         settings=settings,
         authenticator=auth.Authenticator(database, jwt_secret=jwt_secret),
         rate_limiter=rate_limiter,
@@ -152,4 +166,5 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         app=app,
         startup_notes=notes,
         rate_limiter=rate_limiter,
+        writer=writer,
     )

@@ -107,6 +107,7 @@ def make_api(
         with TestClient(coffer.app, base_url=BASE_URL, client=(client_address, 50_000)) as client:
             yield Api(coffer=coffer, client=client)
     finally:
+        coffer.close_writer()
         if coffer.rate_limiter is not None:
             coffer.rate_limiter.close()  # the database belongs to the fixture: not disposed
 

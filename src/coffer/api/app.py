@@ -12,6 +12,8 @@ from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
 from coffer.api.routers import auth as auth_routes
 from coffer.api.routers import config as config_routes
+from coffer.api.routers import events as event_routes
+from coffer.api.routers import gifts as gift_routes
 from coffer.api.routers import users as user_routes
 from coffer.api.routers import wallet as wallet_routes
 from coffer.api.routers import webhooks as webhook_routes
@@ -48,6 +50,8 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(user_routes.router, prefix=API_PREFIX)
     app.include_router(config_routes.router, prefix=API_PREFIX)
     app.include_router(wallet_routes.router, prefix=API_PREFIX)
+    app.include_router(gift_routes.router, prefix=API_PREFIX)
+    app.include_router(event_routes.router, prefix=API_PREFIX)
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
     app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)

@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 
 from coffer.auth import Authenticator, Principal, RateLimiter, ensure_acts_for
 from coffer.config import Settings, ShopConfig
-from coffer.db import Database
+from coffer.db import Database, Writer
 from coffer.errors import Forbidden, Unauthenticated
 from coffer.kit.clock import Clock, utc_now
 from coffer.providers import Providers
@@ -42,6 +42,12 @@ UNKNOWN_ADDRESS = "unknown"
 def get_database(request: HTTPConnection) -> Database:
     database: Database = request.app.state.database
     return database
+
+
+def get_writer(request: HTTPConnection) -> Writer:
+    """The process's writer: money-moving requests commit their units of work through it."""
+    writer: Writer = request.app.state.writer
+    return writer
 
 
 def get_settings(request: HTTPConnection) -> Settings:
@@ -172,6 +178,7 @@ __all__ = [
     "get_rate_limiter",
     "get_settings",
     "get_shop",
+    "get_writer",
     "require_admin",
     "require_self_or_service",
     "require_service",

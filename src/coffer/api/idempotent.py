@@ -37,11 +37,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from coffer import idempotency
+from coffer import idempotency, ledger
 from coffer.api.deps import AnyPrincipal, get_database
 from coffer.auth import Principal
 from coffer.db import Database
 from coffer.idempotency import IdempotencyRecord
+from coffer.kit.ids import derived_id, new_id
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 JSON_MEDIA_TYPE = "application/json"
@@ -91,6 +92,59 @@ class IdempotentRequest:
             )
         # Reached only after the commit: the answer is sent once it is durable.
         return _response(status_code, JSON_MEDIA_TYPE, body)
+
+    def unit(
+        self, work: ledger.Work, *, status_code: int, shape: Callable[[Any], Any]
+    ) -> ledger.Work:
+        """`work` as the writer should commit it for this request: the key looked up under the
+        ledger's write lock (a replay or a 409 answers without moving anything), the answer
+        shaped from what the batch decided and stored with the key in the same commit.
+
+            response = await writer.run_async(idem.unit(work, status_code=201, shape=Out.of))
+        """
+        inner_before, inner_after = work.before, work.after
+        key, scope = self.key, self.principal.scope
+
+        def before(session: Session) -> Any:
+            if key is not None:
+                earlier = idempotency.find(session, scope=scope, key=key)
+                if earlier is not None:
+                    return ledger.Done(self._replay(earlier))  # or IdempotencyConflict
+            value = None if inner_before is None else inner_before(session)
+            if isinstance(value, ledger.Done):
+                # Nothing to do (e.g. settled already): answered, not stored, so a retry asks
+                # again and gets the same.
+                return ledger.Done(
+                    _response(status_code, JSON_MEDIA_TYPE, render(shape(value.answer)))
+                )
+            return value
+
+        def after(session: Session, value: Any, made: list[ledger.Transfer]) -> Response:
+            result = made if inner_after is None else inner_after(session, value, made)
+            body = render(shape(result))
+            if key is not None:
+                idempotency.record_answered(
+                    session,
+                    scope=scope,
+                    key=key,
+                    fingerprint=self.fingerprint,
+                    method=self.method,
+                    path=self.path,
+                    status_code=status_code,
+                    content_type=JSON_MEDIA_TYPE,
+                    body=body,
+                )
+            return _response(status_code, JSON_MEDIA_TYPE, body)
+
+        claims = work.claims if key is None else work.claims | {f"idempotency:{scope}:{key}"}
+        return ledger.Work(work.group, before=before, after=after, claims=claims)
+
+    def derived_id(self, prefix: str) -> str:
+        """A new object's id: a function of (caller, key) when the request has a key, so a copy
+        or a retry names the same object (and every ledger key derived from it replays)."""
+        if self.key is None:
+            return new_id(prefix)
+        return derived_id(prefix, self.principal.scope, self.key)
 
     def replay(self) -> Response | None:
         """The stored answer if this key was already used for this request (409 if for another

@@ -2,5 +2,6 @@
 
 from coffer.db.engine import Database, normalise_url
 from coffer.db.migrate import migrate
+from coffer.db.writer import Writer
 
-__all__ = ["Database", "migrate", "normalise_url"]
+__all__ = ["Database", "Writer", "migrate", "normalise_url"]

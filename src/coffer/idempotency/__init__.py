@@ -12,6 +12,7 @@ from coffer.idempotency.service import (
     fingerprint,
     parse_key,
     purge_expired,
+    record_answered,
     record_response,
     replayable,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "fingerprint",
     "parse_key",
     "purge_expired",
+    "record_answered",
     "record_response",
     "replayable",
 ]

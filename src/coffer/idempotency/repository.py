@@ -94,6 +94,36 @@ def insert_if_absent(
     return result.first() is not None
 
 
+def insert_answered(
+    conn: Connection,
+    *,
+    scope: str,
+    key: str,
+    fingerprint: bytes,
+    method: str,
+    path: str,
+    status_code: int,
+    content_type: str,
+    body: bytes,
+    now: datetime,
+) -> None:
+    """Claim and answer in one statement (the writer's units: the claim was checked under the
+    ledger's write lock, so no other writer can hold it; a unique violation means a bug)."""
+    conn.execute(
+        idempotency_keys.insert().values(
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            method=method,
+            path=path,
+            status_code=status_code,
+            content_type=content_type,
+            body=body,
+            created_at=now,
+        )
+    )
+
+
 def set_response(
     conn: Connection,
     *,

@@ -154,6 +154,37 @@ def record_response(
     )
 
 
+def record_answered(
+    session: Session,
+    *,
+    scope: str,
+    key: str,
+    fingerprint: bytes,
+    method: str,
+    path: str,
+    status_code: int,
+    content_type: str,
+    body: bytes,
+    now: datetime | None = None,
+) -> None:
+    """Store a key with its answer at once: for units of work, whose writer looked the key up
+    (`find`) under the ledger's write lock in the same transaction, so nobody else claimed it."""
+    assert 0 < len(scope) <= SCOPE_LENGTH_MAX and 0 < len(key) <= KEY_LENGTH_MAX
+    assert 100 <= status_code <= 599
+    repo.insert_answered(
+        session.connection(),
+        scope=scope,
+        key=key,
+        fingerprint=fingerprint,
+        method=method.upper()[:8],
+        path=path[:PATH_LENGTH_MAX],
+        status_code=status_code,
+        content_type=content_type,
+        body=body,
+        now=now or utc_now(),
+    )
+
+
 def purge_expired(
     session: Session,
     *,

@@ -79,6 +79,7 @@ from coffer.ledger.types import (
     VoidHold,
 )
 from coffer.ledger.verify import Check, VerifyReport, verify
+from coffer.ledger.work import Done, Outcome, Work, apply_work
 
 __all__ = [
     "AMOUNT_MAX",
@@ -92,6 +93,7 @@ __all__ = [
     "BatchStats",
     "Batcher",
     "Check",
+    "Done",
     "Entry",
     "EntryPage",
     "ExceedsCredits",
@@ -111,6 +113,7 @@ __all__ = [
     "LedgerError",
     "LedgerUnavailable",
     "Operation",
+    "Outcome",
     "Overflow",
     "Phase",
     "PostExceedsHold",
@@ -124,7 +127,9 @@ __all__ = [
     "TypeTotal",
     "VerifyReport",
     "VoidHold",
+    "Work",
     "accounts_of_owner",
+    "apply_work",
     "balance_at",
     "check_amount",
     "create_hold",

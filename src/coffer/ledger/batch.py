@@ -6,10 +6,18 @@ are still arriving), applies it with `posting.apply_groups` and commits once. Wh
 commits, the next one gathers, so the commit's cost is spread over every transfer in it, and a
 hot account's row is written once per batch. Each group succeeds or fails on its own.
 
+Besides bare groups it commits units of work (`work.Work`: a group with the caller's own rows
+around it, `run` / `submit_work`), so a request's money, domain rows, events and idempotency
+record share one batch's COMMIT.
+
 If the database itself fails (a lost connection, a constraint the checks should have caught),
-the batch is retried one group at a time, so one bad group can never sink the others; a group
-whose own transaction fails gets `LedgerUnavailable`, and its outcome is then unknown only if the
-failure struck during COMMIT (retry it with the same idempotency key: it will not be applied twice).
+the batch is retried one unit at a time, so one bad unit can never sink the others. If COMMIT
+itself raises, the outcome is unknown to the database driver but not to us: the writer reads the
+chain head on a fresh connection, and if it shows the batch's last transfer (same id, same hash)
+the batch landed and every caller gets its answer; if not, nothing landed and the units are
+retried one by one. Nobody is answered before that is known, so nothing is applied twice and
+nothing is reported that did not commit. A batch that wrote no transfer leaves nothing to read
+back: its callers get `LedgerUnavailable` (retry with the same keys; the writes are guarded).
 """
 
 from __future__ import annotations
@@ -22,16 +30,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from coffer.ledger import repository as repo
 from coffer.ledger.errors import LedgerBusy, LedgerError, LedgerUnavailable
-from coffer.ledger.posting import GroupResult, apply_groups
 from coffer.ledger.service import utc_now
+from coffer.ledger.tables import transfers as transfers_table
 from coffer.ledger.types import DEFAULT_SOURCE, Group, Operation, Transfer
+from coffer.ledger.work import Outcome, Work, apply_work
 
 BATCH_SIZE_MAX = 1_000
 QUEUE_SIZE_MAX = 10_000
@@ -51,20 +61,25 @@ class BatchStats:
     groups: int
     largest_batch: int
     retried_batches: int
+    ambiguous_commits: int = 0
 
 
 class _Item:
-    """One queued group. `done` is held until the group is settled: `execute` waits on it, which
+    """One queued unit. `done` is held until the unit is settled: `execute` waits on it, which
     costs one lock per transfer where a Future's condition variable costs several."""
 
-    __slots__ = ("done", "future", "group", "result")
+    __slots__ = ("done", "future", "result", "work")
 
-    def __init__(self, group: Group, future: Future[list[Transfer]] | None) -> None:
-        self.group = group
-        self.future = future  # only for `submit`
-        self.result: GroupResult | None = None
+    def __init__(self, work: Work, future: Future[Any] | None) -> None:
+        self.work = work
+        self.future = future  # only for `submit` and `submit_work`
+        self.result: Outcome | None = None
         self.done = threading.Lock()
         self.done.acquire()
+
+
+class _CommitUnknown(Exception):
+    """COMMIT raised and nothing can be read back to say whether the batch landed."""
 
 
 class Batcher:
@@ -115,6 +130,7 @@ class Batcher:
         self._groups = 0
         self._largest = 0
         self._retried = 0
+        self._ambiguous = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -141,7 +157,9 @@ class Batcher:
 
     @property
     def stats(self) -> BatchStats:
-        return BatchStats(self._batches, self._groups, self._largest, self._retried)
+        return BatchStats(
+            self._batches, self._groups, self._largest, self._retried, self._ambiguous
+        )
 
     # -- submitting -------------------------------------------------------------------------
 
@@ -153,9 +171,25 @@ class Batcher:
         timeout_s: float = SUBMIT_TIMEOUT_S,
     ) -> Future[list[Transfer]]:
         """Queue one linked group; the future resolves after its batch commits."""
-        future: Future[list[Transfer]] = Future()
-        self._put(_Item(Group(tuple(operations), source), future), timeout_s)
+        return self.submit_work(Work(Group(tuple(operations), source)), timeout_s=timeout_s)
+
+    def submit_work(self, work: Work, *, timeout_s: float = SUBMIT_TIMEOUT_S) -> Future[Any]:
+        """Queue one unit of work; the future resolves (or raises) once its batch committed."""
+        future: Future[Any] = Future()
+        self._put(_Item(work, future), timeout_s)
         return future
+
+    def run(self, work: Work, *, timeout_s: float = RESULT_TIMEOUT_S) -> Any:
+        """Submit one unit of work and wait for its answer (or the error that refused it).
+
+        Raises TimeoutError if the unit is not settled within `timeout_s` (it may still commit).
+        """
+        item = _Item(work, None)
+        self._put(item, SUBMIT_TIMEOUT_S)
+        if not item.done.acquire(timeout=timeout_s):
+            raise TimeoutError(f"the ledger did not settle the unit within {timeout_s} s")
+        assert item.result is not None
+        return item.result.unwrap()
 
     def execute(
         self,
@@ -168,15 +202,13 @@ class Batcher:
 
         Raises TimeoutError if the group is not settled within `timeout_s` (it may still commit).
         """
-        item = _Item(Group(tuple(operations), source), None)
+        item = _Item(Work(Group(tuple(operations), source)), None)
         self._put(item, SUBMIT_TIMEOUT_S)
         if not item.done.acquire(timeout=timeout_s):
             raise TimeoutError(f"the ledger did not settle the transfer within {timeout_s} s")
-        result = item.result
-        if isinstance(result, LedgerError):
-            raise result
-        assert result is not None
-        return result
+        assert item.result is not None
+        made: list[Transfer] = item.result.unwrap()
+        return made
 
     def _put(self, item: _Item, timeout_s: float) -> None:
         with self._lock:
@@ -217,9 +249,28 @@ class Batcher:
             count = min(len(pending), self._batch_size_max)
             self._last_batch_size = count
             items = [pending.popleft() for _ in range(count)]
+            items = self._defer_claimed(items)
             if was_full:
                 self._not_full.notify_all()
         return items
+
+    def _defer_claimed(self, items: list[_Item]) -> list[_Item]:
+        """Units that claim what an earlier unit of this batch claims wait for the next batch
+        (call with the lock held): there they see what the first one did."""
+        if all(not item.work.claims for item in items):
+            return items
+        taken: set[str] = set()
+        kept: list[_Item] = []
+        deferred: list[_Item] = []
+        for item in items:
+            claims = item.work.claims
+            if claims and not taken.isdisjoint(claims):
+                deferred.append(item)
+            else:
+                taken.update(claims)
+                kept.append(item)
+        self._pending.extendleft(reversed(deferred))
+        return kept
 
     def _gather(self) -> None:
         """Let the batch grow while callers are still arriving (call with the lock held).
@@ -257,7 +308,7 @@ class Batcher:
 
     def _commit(self, items: list[_Item]) -> None:
         # A caller may cancel a queued future (asyncio does, when the request awaiting it is
-        # cancelled): skip that group. The rest are marked running so they can no longer be
+        # cancelled): skip that unit. The rest are marked running so they can no longer be
         # cancelled; setting a cancelled future's result would raise and kill this thread.
         items = [i for i in items if i.future is None or i.future.set_running_or_notify_cancel()]
         if not items:
@@ -266,55 +317,92 @@ class Batcher:
         self._groups += len(items)
         self._largest = max(self._largest, len(items))
         try:
-            results = self._transaction([item.group for item in items])
+            outcomes = self._transaction([item.work for item in items])
+        except _CommitUnknown as exc:
+            for item in items:
+                self._settle(item, Outcome(error=_unavailable(exc)))
+            return
         except Exception as exc:
             if len(items) == 1:
-                self._settle(items[0], _unavailable(exc))
+                self._settle(items[0], Outcome(error=_failed(exc)))
                 return
             # Something no check caught failed the whole transaction: isolate it by retrying
-            # each group on its own, so one group's fault stays its own.
+            # each unit on its own, so one unit's fault stays its own.
             self._retried += 1
             for item in items:
                 try:
-                    (result,) = self._transaction([item.group])
+                    (outcome,) = self._transaction([item.work])
                 except Exception as single:
-                    result = _unavailable(single)
-                self._settle(item, result)
+                    outcome = Outcome(error=_failed(single))
+                self._settle(item, outcome)
             return
-        for item, result in zip(items, results, strict=True):
-            self._settle(item, result)
+        for item, outcome in zip(items, outcomes, strict=True):
+            self._settle(item, outcome)
 
-    def _transaction(self, groups: list[Group]) -> list[GroupResult]:
+    def _transaction(self, units: list[Work]) -> list[Outcome]:
         conn = self._writer_connection()
         if conn is None:
             with self._session_factory() as session:
                 try:
-                    results = apply_groups(session.connection(), groups, clock=self._clock)
+                    applied = apply_work(session, units, clock=self._clock)
                     session.commit()
                 except BaseException:
                     with contextlib.suppress(SQLAlchemyError):
                         session.rollback()
                     raise
-            return results
+            return applied.outcomes
         # The writer keeps one connection of the factory's engine for all its batches: a
         # session per batch would check a connection out of the pool (with its liveness ping,
         # one more round trip) and back in every time. Its transactions begin as the
         # engine's always do (SQLite: BEGIN IMMEDIATE, from the engine's "begin" event).
         transaction = conn.begin()
+        committing = False
         try:
-            results = apply_groups(conn, groups, clock=self._clock)
-            transaction.commit()
-        except BaseException:
-            with contextlib.suppress(SQLAlchemyError):
-                transaction.rollback()
+            # Units' own statements run through a Session on the writer's connection, inside
+            # its transaction (the Session joins it and never commits it).
+            with Session(bind=conn) as session:
+                applied = apply_work(session, units, clock=self._clock)
+            committing = True
+            self._commit_transaction(transaction)
+        except BaseException as exc:
+            if transaction.is_active:
+                with contextlib.suppress(SQLAlchemyError):
+                    transaction.rollback()
             # Whatever failed may have left the connection in a state no rollback repairs (a
             # broken pipeline, a half-read result): never reuse it; the next batch opens another.
             self._connection = None
             with contextlib.suppress(SQLAlchemyError):
                 conn.invalidate()
                 conn.close()
+            if committing and isinstance(exc, Exception):
+                self._ambiguous += 1
+                if applied.last is None:
+                    raise _CommitUnknown("COMMIT failed and the batch wrote no transfer") from exc
+                if self._landed(applied.last):
+                    return applied.outcomes  # it landed: every answer stands
             raise
-        return results
+        return applied.outcomes
+
+    def _commit_transaction(self, transaction: Any) -> None:
+        """COMMIT the batch (a seam for tests that make COMMIT land and then raise)."""
+        transaction.commit()
+
+    def _landed(self, last: Transfer) -> bool:
+        """Whether a batch whose COMMIT raised is in the books: the chain head, read on a fresh
+        connection, has reached its last transfer and that transfer has the same hash."""
+        assert self._engine is not None
+        try:
+            with self._engine.connect() as fresh:
+                head = repo.read_chain(fresh)
+                if head is None or head.last_transfer_id < last.id:
+                    return False
+                stored = fresh.execute(
+                    select(transfers_table.c.hash).where(transfers_table.c.id == last.id)
+                ).scalar()
+        except SQLAlchemyError as exc:
+            # The database is still away: nobody can be told the truth yet.
+            raise _CommitUnknown("COMMIT failed and the database cannot be read back") from exc
+        return stored is not None and bytes(stored) == last.hash
 
     def _writer_connection(self) -> Connection | None:
         if not self._engine_known:
@@ -351,15 +439,23 @@ class Batcher:
             conn.close()
 
     @staticmethod
-    def _settle(item: _Item, result: GroupResult) -> None:
-        item.result = result
+    def _settle(item: _Item, outcome: Outcome) -> None:
+        item.result = outcome
         future = item.future
         if future is not None:
-            if isinstance(result, LedgerError):
-                future.set_exception(result)
+            if outcome.error is not None:
+                future.set_exception(outcome.error)
             else:
-                future.set_result(result)
+                future.set_result(outcome.answer)
         item.done.release()
+
+
+def _failed(exc: BaseException) -> BaseException:
+    """What a unit whose own transaction failed is told: the database's failures become
+    `LedgerUnavailable`; a unit's own error (raised by its `after`) is its answer."""
+    if isinstance(exc, SQLAlchemyError | _CommitUnknown):
+        return _unavailable(exc)
+    return exc
 
 
 def _unavailable(exc: BaseException) -> LedgerError:

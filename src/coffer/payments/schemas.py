@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from coffer.ledger import AMOUNT_MAX
 from coffer.payments.refunds import REASON_LENGTH_MAX, Refund
 from coffer.payments.service import PaymentOrder
-from coffer.wallets.history_schemas import BalanceOut
+from coffer.wallets.history_schemas import AccountsOut
 
 Amount = Annotated[int, Field(strict=True, gt=0, le=AMOUNT_MAX)]
 ProviderName = Literal["mock", "razorpay", "stripe"]
@@ -142,4 +142,4 @@ class RefundResultOut(BaseModel):
 class VerifyOut(BaseModel):
     order: OrderOut
     credited: bool  # false when the webhook or an earlier verify credited it first
-    balance: BalanceOut
+    balance: AccountsOut

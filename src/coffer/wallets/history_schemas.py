@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from coffer.ledger import Account
 from coffer.wallets.history import Balance, Statement, Summary, Totals
 from coffer.wallets.schemas import AccountOut
 from coffer.wallets.service import AccountBalance
@@ -41,6 +42,20 @@ class BalanceOut(BaseModel):
             user_id=balance.user_id,
             accounts=[AccountOut.of(AccountBalance.of(a)) for a in balance.accounts],
             totals=TotalsOut.of(balance.totals),
+        )
+
+
+class AccountsOut(BaseModel):
+    """The user's wallet and earnings accounts as their rows stand (no totals: those sum the
+    history, and an answer built inside the writer's commit reads rows only)."""
+
+    user_id: str
+    accounts: list[AccountOut]
+
+    @classmethod
+    def of(cls, user_id: str, accounts: list[Account]) -> AccountsOut:
+        return cls(
+            user_id=user_id, accounts=[AccountOut.of(AccountBalance.of(a)) for a in accounts]
         )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from coffer.db import Database
+from coffer.db import Database, Writer
 from coffer.kit.clock import Clock
 from coffer.providers import Providers
 from coffer.webhooks import service
@@ -32,6 +32,7 @@ def receive_webhook(
     body: bytes,
     headers: Mapping[str, str],
     clock: Clock,
+    writer: Writer | None = None,
 ) -> Receipt:
     """Verify the signature on the raw body, store the event once, and try to apply it."""
     provider = providers.get(provider_name)
@@ -43,15 +44,24 @@ def receive_webhook(
     if not is_new:
         return Receipt(event.provider, event.event_id, duplicate=True, outcome="done")
     return Receipt(
-        event.provider, event.event_id, duplicate=False, outcome=process(database, inbox_id, clock)
+        event.provider,
+        event.event_id,
+        duplicate=False,
+        outcome=process(database, inbox_id, clock, writer=writer),
     )
 
 
-def process(database: Database, inbox_id: int, clock: Clock) -> str:
-    """Apply one inbox entry; on failure count the attempt and schedule the retry."""
+def process(
+    database: Database, inbox_id: int, clock: Clock, *, writer: Writer | None = None
+) -> str:
+    """Apply one inbox entry through the writer (its ledger moves share a batch's commit; without
+    a writer, in a transaction of its own); on failure count the attempt and schedule a retry."""
+    writer = writer or Writer(database, group_commit=False)
     try:
-        with database.unit_of_work() as session:
-            return service.process(session, inbox_id=inbox_id, now=clock())
+        outcome: str = writer.call(
+            lambda session: service.process(session, inbox_id=inbox_id, now=clock())
+        )
+        return outcome
     except Exception as exc:
         log.warning("webhook_processing_failed", inbox_id=inbox_id, error=repr(exc))
         with database.unit_of_work() as session:
@@ -59,10 +69,16 @@ def process(database: Database, inbox_id: int, clock: Clock) -> str:
         return "retry"
 
 
-def retry_due(database: Database, clock: Clock, *, limit: int = service.DUE_BATCH_MAX) -> int:
+def retry_due(
+    database: Database,
+    clock: Clock,
+    *,
+    limit: int = service.DUE_BATCH_MAX,
+    writer: Writer | None = None,
+) -> int:
     """Process the inbox entries whose retry time has come; returns how many were tried."""
     with database.read() as session:
         due = service.due(session, now=clock(), limit=limit)
     for inbox_id in due:
-        process(database, inbox_id, clock)
+        process(database, inbox_id, clock, writer=writer)
     return len(due)

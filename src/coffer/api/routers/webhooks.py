@@ -12,7 +12,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from coffer.api.deps import DatabaseDep, clock_of, get_providers
+from coffer.api.deps import DatabaseDep, clock_of, get_providers, get_writer
 from coffer.errors import CofferError
 from coffer.webhooks import flows
 
@@ -57,5 +57,6 @@ async def receive(
         body=body,
         headers=headers,
         clock=clock_of(request),
+        writer=get_writer(request),
     )
     return WebhookOut(received=True, duplicate=receipt.duplicate, event_id=receipt.event_id)

@@ -1,0 +1,130 @@
+"""The events outbox (DESIGN.md, "Events"): written with the change, read by every deliverer.
+
+A unit of work's `after` calls `emit` in the writer's transaction, so an event exists exactly
+when the change it describes committed. Each event has a global `id` that grows in commit order
+(the writer commits one batch at a time under the ledger's write lock) and a per-user `sequence`
+with no gaps: the user's `event_streams` row is bumped under its lock in the same transaction,
+and a rolled-back batch takes its numbers back with it.
+
+Streams (SSE, WebSocket), the pull API and outbound webhooks all read this table; a wake-up
+between processes never carries the payload.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from coffer.events.tables import event_streams, events
+
+TYPE_LENGTH_MAX = 64
+LIST_LIMIT_MAX = 500
+# What the API promises a client that it may ask for (see API.md, "Events and real time").
+TYPES = frozenset(
+    {
+        "wallet.updated",
+        "payment.updated",
+        "payment.disputed",
+        "gift.received",
+        "gift.sent",
+        "call.updated",
+        "escrow.updated",
+        "payout.updated",
+        "subscription.updated",
+        "kyc.updated",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    user_id: str
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    user_id: str
+    sequence: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        user_id=row.user_id,
+        sequence=row.sequence,
+        type=row.type,
+        data=json.loads(row.data),
+        created_at=row.created_at,
+    )
+
+
+def emit(session: Session, new: Sequence[NewEvent], *, now: datetime) -> None:
+    """Write events in the caller's transaction: per user, the next sequence numbers in order.
+
+    Call it from a unit of work's `after` (under the writer), so ids follow commit order.
+    """
+    if not new:
+        return
+    counts: dict[str, int] = {}
+    for event in new:
+        assert event.type in TYPES, f"unknown event type {event.type!r}"
+        counts[event.user_id] = counts.get(event.user_id, 0) + 1
+    conn = session.connection()
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    next_sequence: dict[str, int] = {}
+    for user_id in sorted(counts):  # rows locked in key order, like every other writer's
+        statement = dialect_insert(event_streams).values(
+            user_id=user_id, last_sequence=counts[user_id]
+        )
+        bumped = conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={"last_sequence": event_streams.c.last_sequence + counts[user_id]},
+            ).returning(event_streams.c.last_sequence)
+        ).scalar_one()
+        next_sequence[user_id] = bumped - counts[user_id] + 1
+    rows = []
+    for event in new:
+        sequence = next_sequence[event.user_id]
+        next_sequence[event.user_id] = sequence + 1
+        rows.append(
+            {
+                "user_id": event.user_id,
+                "sequence": sequence,
+                "type": event.type,
+                "data": json.dumps(dict(event.data), sort_keys=True, separators=(",", ":")),
+                "created_at": now,
+            }
+        )
+    conn.execute(events.insert(), rows)
+
+
+def list_after(
+    session: Session, *, user_id: str, after: int, limit: int
+) -> tuple[list[Event], bool]:
+    """The user's events with an id above `after`, oldest first; returns (events, has_more)."""
+    assert 0 < limit <= LIST_LIMIT_MAX and after >= 0
+    rows = session.execute(
+        select(events)
+        .where(events.c.user_id == user_id, events.c.id > after)
+        .order_by(events.c.id)
+        .limit(limit + 1)
+    ).all()
+    return [_event(r) for r in rows[:limit]], len(rows) > limit
+
+
+__all__ = ["TYPES", "Event", "NewEvent", "emit", "list_after"]

@@ -1,0 +1,1 @@
+"""Gifts between users, split between the host, the host's agency and the platform."""

@@ -1,0 +1,145 @@
+"""Units of work: a linked group with the caller's own statements around it, in one transaction.
+
+The ledger knows nothing of orders, gifts or idempotency records, but a request that moves money
+must write those in the same commit as its transfers (DESIGN.md, "A request is one unit of
+work"). So a `Work` carries the group and two opaque callables that run inside the transaction
+that applies it, whether that is a shared batch (`batch.Batcher.run`) or a transaction of its
+own (`apply_work` in the caller's session):
+
+1. the chain head is taken first, so everything below runs one writer at a time across every
+   process: a read made here (is this order still pending? was this key answered?) stays true
+   until COMMIT;
+2. each unit's `before(session)` locks and checks the rows it will change. It must not write.
+   It returns a value for `after`, or `Done(answer)` to answer without applying the group (an
+   order credited already); any exception that is not the database's refuses that unit alone;
+3. the surviving groups are applied together (`posting.apply_groups`), each on its own;
+4. each unit whose group committed runs `after(session, value, transfers)`: its domain rows,
+   outbox events and idempotency record, built from what the batch decided (transfer ids,
+   balances after). What it returns is the unit's answer. It must not fail for a business
+   reason (that is `before`'s job): if it raises, the whole batch is rolled back and each unit
+   is retried on its own, so only the faulty unit fails.
+
+Units that name the same `claims` (an order id, an idempotency key) never share a batch: the
+later one waits for the next, where it sees what the first one did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from coffer.ledger import repository as repo
+from coffer.ledger.errors import LedgerError
+from coffer.ledger.posting import apply_groups
+from coffer.ledger.types import Group, Transfer
+
+Before = Callable[[Session], Any]
+After = Callable[[Session, Any, list[Transfer]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """What `before` returns to answer a unit without applying its group."""
+
+    answer: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One unit of work for the writer (see the module docstring)."""
+
+    group: Group | None
+    before: Before | None = None
+    after: After | None = None
+    claims: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def plain(self) -> bool:
+        """A bare ledger group: no statements of the caller's around it."""
+        return self.before is None and self.after is None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A unit's settled result: its answer, or the error that refused it."""
+
+    answer: Any = None
+    error: BaseException | None = None
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
+def apply_work(
+    session: Session, units: Sequence[Work], *, clock: Callable[[], datetime]
+) -> Applied:
+    """Run units in the session's transaction; one outcome per unit. The caller commits.
+
+    Raises only for the database's own failures (the transaction is then unusable) and for an
+    `after` that failed: the caller rolls back and, for a batch, retries the units one by one.
+    """
+    conn = session.connection()
+    if not all(unit.plain for unit in units):
+        repo.lock_chain(conn)  # before any `before`: see the module docstring, step 1
+    outcomes: list[Outcome | None] = [None] * len(units)
+    values: dict[int, Any] = {}
+    for index, unit in enumerate(units):
+        if unit.before is None:
+            continue
+        try:
+            value = unit.before(session)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            outcomes[index] = Outcome(error=exc)
+            continue
+        if isinstance(value, Done):
+            outcomes[index] = Outcome(answer=value.answer)
+        else:
+            values[index] = value
+    applying = [i for i, unit in enumerate(units) if outcomes[i] is None and unit.group is not None]
+    made: dict[int, list[Transfer]] = {}
+    last: Transfer | None = None
+    if applying:
+        groups: list[Group] = []
+        for i in applying:
+            group = units[i].group
+            assert group is not None
+            groups.append(group)
+        for i, result in zip(applying, apply_groups(conn, groups, clock=clock), strict=True):
+            if isinstance(result, LedgerError):
+                outcomes[i] = Outcome(error=result)
+            else:
+                made[i] = result
+                for transfer in result:
+                    if last is None or transfer.id > last.id:
+                        last = transfer
+    for index, unit in enumerate(units):
+        if outcomes[index] is not None:
+            continue
+        transfers = made.get(index, [])
+        if unit.after is None:
+            outcomes[index] = Outcome(answer=transfers)
+        else:
+            outcomes[index] = Outcome(answer=unit.after(session, values.get(index), transfers))
+    settled = [o for o in outcomes if o is not None]
+    assert len(settled) == len(units)
+    return Applied(settled, last)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    outcomes: list[Outcome]
+    # The highest-numbered transfer the units made (or replayed): if COMMIT fails, the chain
+    # head read afresh says whether the batch landed (batch.Batcher._landed).
+    last: Transfer | None
+
+
+__all__ = ["After", "Applied", "Before", "Done", "Outcome", "Work", "apply_work"]
