@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Row, insert, select, update
 from sqlalchemy.orm import Session
 
-from coffer import ledger
+from coffer import events, ledger
 from coffer.config import DIAMOND, ShopConfig
 from coffer.errors import InvalidState, NotFound, ValidationFailed
 from coffer.kit.ids import new_id
@@ -364,6 +364,7 @@ def credit_order(
             )
         )  # fmt: skip
     made = ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
+    wallet_after = made[-1].credit_balance_after
     order = _set_status(
         session,
         order,
@@ -375,14 +376,44 @@ def credit_order(
         succeeded_at=now,
         failure_reason=None,
     )
+    events.emit(
+        session,
+        [
+            order_event(order),
+            events.NewEvent(
+                order.user_id,
+                "wallet.updated",
+                {"kind": "wallet", "asset": DIAMOND, "posted": wallet_after, "cause": order.id},
+            ),
+        ],
+        now=now,
+    )
     return order, True
+
+
+def order_event(order: PaymentOrder) -> events.NewEvent:
+    """`payment.updated`: what a client shows of its order's new state."""
+    return events.NewEvent(
+        order.user_id,
+        "payment.updated",
+        {
+            "order_id": order.id,
+            "status": order.status,
+            "amount": order.amount,
+            "currency": order.currency,
+            "diamonds": order.diamonds_total,
+            "refunded_amount": order.refunded_amount,
+        },
+    )
 
 
 def mark_pending(session: Session, *, order_id: str, now: datetime) -> PaymentOrder:
     order = get_order(session, order_id, for_update=True)
     if _RANK[order.status] >= _RANK["pending"]:
         return order
-    return _set_status(session, order, "pending", now)
+    order = _set_status(session, order, "pending", now)
+    events.emit(session, [order_event(order)], now=now)
+    return order
 
 
 def mark_failed(
@@ -392,7 +423,7 @@ def mark_failed(
     order = get_order(session, order_id, for_update=True)
     if _RANK[order.status] >= _RANK["failed"]:
         return order
-    return _set_status(
+    order = _set_status(
         session,
         order,
         "failed",
@@ -400,13 +431,17 @@ def mark_failed(
         failure_reason=(reason or "payment failed")[:255],
         provider_payment_id=payment_id or order.provider_payment_id,
     )
+    events.emit(session, [order_event(order)], now=now)
+    return order
 
 
 def mark_cancelled(session: Session, *, order_id: str, now: datetime) -> PaymentOrder:
     order = get_order(session, order_id, for_update=True)
     if _RANK[order.status] >= _RANK["cancelled"]:
         return order
-    return _set_status(session, order, "cancelled", now)
+    order = _set_status(session, order, "cancelled", now)
+    events.emit(session, [order_event(order)], now=now)
+    return order
 
 
 def orders_by_user(session: Session, user_id: str, *, limit: int = 100) -> list[PaymentOrder]:
