@@ -69,7 +69,11 @@ class Coffer:
         providers: Providers = self.app.state.providers
         jobs = [
             # Holds past their timeout release their funds even if nothing touches them.
-            Job("ledger.expire_holds", HOLD_SWEEP_INTERVAL_S, lambda: _expire_holds(database)),
+            Job(
+                "ledger.expire_holds",
+                HOLD_SWEEP_INTERVAL_S,
+                lambda: _expire_holds(database, self.writer),
+            ),
             # Webhooks whose processing failed are retried with backoff from the inbox.
             Job(
                 "webhooks.retry",
@@ -107,12 +111,13 @@ IDEMPOTENCY_PURGE_INTERVAL_S = 3_600.0
 REFUND_RESUME_INTERVAL_S = 30.0
 
 
-def _expire_holds(database: Database) -> int:
+def _expire_holds(database: Database, writer: Writer | None) -> int:
     with database.read() as session:
         if not ledger.has_expired_holds(session):
             return 0  # the usual case: no write transaction at all
-    with database.unit_of_work() as session:
-        return ledger.expire_holds(session)
+    writer = writer or Writer(database, group_commit=False)
+    expired: int = writer.call(lambda session: ledger.expire_holds(session))
+    return expired
 
 
 def build(

@@ -58,6 +58,20 @@ class Work:
     after: After | None = None
     claims: frozenset[str] = field(default_factory=frozenset)
 
+    def then(self, fn: Callable[[Session, Any], Any]) -> Work:
+        """This unit, its answer (whether from `after` or a `Done`) passed through
+        `fn(session, answer)` in the same transaction: e.g. to read the balances it left."""
+        before, after = self.before, self.after
+
+        def then_before(session: Session) -> Any:
+            value = None if before is None else before(session)
+            return Done(fn(session, value.answer)) if isinstance(value, Done) else value
+
+        def then_after(session: Session, value: Any, made: list[Transfer]) -> Any:
+            return fn(session, made if after is None else after(session, value, made))
+
+        return Work(self.group, then_before if before else None, then_after, self.claims)
+
     @property
     def plain(self) -> bool:
         """A bare ledger group: no statements of the caller's around it."""

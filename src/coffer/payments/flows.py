@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
+from coffer import ledger
 from coffer.config import ShopConfig
 from coffer.db import Database
 from coffer.errors import (
@@ -146,14 +147,21 @@ def check_confirmation(
     return CheckedPayment(order.id, confirmation.payment_id)
 
 
-def apply_confirmation(session: Session, checked: CheckedPayment, *, now: datetime) -> Confirmed:
-    """Credit a checked order, once (a no-op if the webhook got there first)."""
+def plan_confirmation(database: Database, checked: CheckedPayment) -> ledger.Work:
+    """The unit of work that credits a checked order, once (a no-op if the webhook got there
+    first); its answer is a `Confirmed`."""
     if checked.payment_id is None:
-        return Confirmed(service.get_order(session, checked.order_id), credited=False)
-    order, credited = service.credit_order(
-        session, order_id=checked.order_id, payment_id=checked.payment_id, via="verify", now=now
+        order_id = checked.order_id
+        return ledger.Work(
+            None,
+            before=lambda session: ledger.Done(
+                Confirmed(service.get_order(session, order_id), credited=False)
+            ),
+        )
+    work = service.plan_credit(
+        database, order_id=checked.order_id, payment_id=checked.payment_id, via="verify"
     )
-    return Confirmed(order, credited)
+    return work.then(lambda _, answer: Confirmed(*answer))
 
 
 def refund_order(

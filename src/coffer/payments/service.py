@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from coffer import events, ledger
 from coffer.config import DIAMOND, ShopConfig
+from coffer.db import Database
 from coffer.errors import InvalidState, NotFound, ValidationFailed
 from coffer.kit.ids import new_id
 from coffer.kit.money import ceil_div
@@ -32,6 +33,7 @@ from coffer.ledger import TransferRequest
 from coffer.payments.tables import payment_orders
 from coffer.providers.base import ProviderOrder
 from coffer.wallets.service import (
+    PLATFORM_OWNER_ID,
     ensure_user,
     platform_account,
     provider_account,
@@ -331,18 +333,35 @@ def _ledger_accounts(
     return clearing, revenue, issuance, wallet
 
 
-def credit_order(
-    session: Session, *, order_id: str, payment_id: str | None, via: str, now: datetime
-) -> tuple[PaymentOrder, bool]:
-    """Mark the order paid and credit it, once; returns (order, whether this call credited)."""
-    order = get_order(session, order_id, for_update=True)
-    if order.status in SETTLED:
-        return order, False
-    if order.purpose != "topup":
-        raise InvalidState(f"orders for {order.purpose} are settled by their own module")
-    clearing, revenue, issuance, wallet = _ledger_accounts(session, order)
+def _find_ledger_accounts(
+    session: Session, order: PaymentOrder
+) -> tuple[ledger.Account, ledger.Account, ledger.Account, ledger.Account] | None:
+    """`_ledger_accounts` if all four exist already (read-only: the usual case)."""
+    found = [
+        ledger.find_account(session, asset=asset, owner_type=owner, owner_id=owner_id, kind=kind)
+        for asset, owner, owner_id, kind in (
+            (order.currency, "provider", order.provider, "clearing"),
+            (order.currency, "platform", PLATFORM_OWNER_ID, "revenue"),
+            (DIAMOND, "system", PLATFORM_OWNER_ID, "issuance"),
+            (DIAMOND, "user", order.user_id, "wallet"),
+        )
+    ]
+    if any(account is None for account in found):
+        return None
+    clearing, revenue, issuance, wallet = (a for a in found if a is not None)
+    return clearing, revenue, issuance, wallet
+
+
+def _credit_operations(
+    order: PaymentOrder,
+    accounts: tuple[ledger.Account, ledger.Account, ledger.Account, ledger.Account],
+    *,
+    payment_id: str | None,
+    via: str,
+) -> list[ledger.Operation]:
+    clearing, revenue, issuance, wallet = accounts
     meta = {"order_id": order.id, "provider": order.provider, "payment_id": payment_id, "via": via}
-    operations = [
+    operations: list[ledger.Operation] = [
         TransferRequest(
             debit_account_id=clearing.id, credit_account_id=revenue.id, amount=order.amount,
             type="purchase", metadata=meta, idempotency_key=f"{order.id}:payment",
@@ -363,7 +382,28 @@ def credit_order(
                           "description": f"Bonus: {order.bonus} diamonds"},
             )
         )  # fmt: skip
-    made = ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
+    return operations
+
+
+def _lock_creditable(session: Session, order_id: str) -> PaymentOrder | None:
+    """The order locked for crediting; None if it was settled already."""
+    order = get_order(session, order_id, for_update=True)
+    if order.status in SETTLED:
+        return None
+    if order.purpose != "topup":
+        raise InvalidState(f"orders for {order.purpose} are settled by their own module")
+    return order
+
+
+def _book_credit(
+    session: Session,
+    order: PaymentOrder,
+    made: list[ledger.Transfer],
+    *,
+    payment_id: str | None,
+    now: datetime,
+) -> PaymentOrder:
+    """The order's side of a credit the ledger just made: its new status, and its events."""
     wallet_after = made[-1].credit_balance_after
     order = _set_status(
         session,
@@ -388,7 +428,60 @@ def credit_order(
         ],
         now=now,
     )
-    return order, True
+    return order
+
+
+def credit_order(
+    session: Session, *, order_id: str, payment_id: str | None, via: str, now: datetime
+) -> tuple[PaymentOrder, bool]:
+    """Mark the order paid and credit it, once, in the caller's transaction (which holds the
+    ledger's write lock until it ends: run it through the writer); returns (order, whether this
+    call credited)."""
+    order = _lock_creditable(session, order_id)
+    if order is None:
+        return get_order(session, order_id), False
+    operations = _credit_operations(
+        order, _ledger_accounts(session, order), payment_id=payment_id, via=via
+    )
+    made = ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
+    return _book_credit(session, order, made, payment_id=payment_id, now=now), True
+
+
+def plan_credit(
+    database: Database, *, order_id: str, payment_id: str | None, via: str
+) -> ledger.Work:
+    """`credit_order` as a unit of work for the writer: its group is applied in a shared batch.
+
+    Planned from a read (the accounts are opened first if the order's are new); under the write
+    lock `before` checks that the order is still unsettled, else the unit answers without
+    moving anything. Its answer is (order, whether this unit credited it).
+    """
+    with database.read() as session:
+        order = get_order(session, order_id)
+        accounts = _find_ledger_accounts(session, order)
+    if accounts is None:
+        with database.unit_of_work() as session:
+            accounts = _ledger_accounts(session, order)
+    operations = _credit_operations(order, accounts, payment_id=payment_id, via=via)
+
+    def before(session: Session) -> Any:
+        locked = _lock_creditable(session, order_id)
+        if locked is None:
+            return ledger.Done((get_order(session, order_id), False))
+        return locked
+
+    def after(
+        session: Session, locked: PaymentOrder, made: list[ledger.Transfer]
+    ) -> tuple[PaymentOrder, bool]:
+        booked = _book_credit(session, locked, made, payment_id=payment_id, now=made[0].created_at)
+        return booked, True
+
+    return ledger.Work(
+        ledger.Group(tuple(operations), LEDGER_SOURCE),
+        before=before,
+        after=after,
+        claims=frozenset({f"order:{order_id}"}),
+    )
 
 
 def order_event(order: PaymentOrder) -> events.NewEvent:

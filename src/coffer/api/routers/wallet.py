@@ -256,29 +256,28 @@ async def verify(
     assert principal.user_id is not None
     user_id = principal.user_id
     # The provider vouches for the payment before anything is locked (payments/flows.py).
-    checked = await run_in_threadpool(
-        lambda: flows.check_confirmation(
+    providers = get_providers(request)
+
+    def plan() -> ledger.Work:
+        checked = flows.check_confirmation(
             database,
-            get_providers(request),
+            providers,
             user_id=user_id,
             order_id=body.order_id,
             payment_id=body.payment_id,
             signature=body.signature,
         )
-    )
-    now = clock_of(request)
+        return flows.plan_confirmation(database, checked)
 
-    def credit(session: Session, _: object, __: object) -> VerifyOut:
-        confirmed = flows.apply_confirmation(session, checked, now=now())
+    def answer(session: Session, confirmed: flows.Confirmed) -> VerifyOut:
         return VerifyOut(
             order=OrderOut.of(confirmed.order),
             credited=confirmed.credited,
             balance=AccountsOut.of(user_id, history.user_accounts(session, user_id)),
         )
 
-    # An order is credited by one unit per batch (a verify and its webhook may race).
-    work = ledger.Work(None, after=credit, claims=frozenset({f"order:{checked.order_id}"}))
-    unit = idem.unit(work, status_code=200, shape=lambda answer: answer)
+    work = (await run_in_threadpool(plan)).then(answer)
+    unit = idem.unit(work, status_code=200, shape=lambda verified: verified)
     response: Response = await get_writer(request).run_async(unit)
     return response
 
