@@ -291,8 +291,18 @@ def reverse(
 
 
 def has_expired_holds(session: Session, *, now: datetime | None = None) -> bool:
-    """Whether any open hold is past its timeout (a read: no lock)."""
-    return bool(repo.expired_open_holds(session.connection(), now=_clock(now)(), limit=1))
+    """Whether any open hold is past its timeout at the books' time (a read: no lock).
+
+    The books' time is `now`, or the last transfer's time when that is later (time never runs
+    backwards in the books): the same time the sweep itself expires holds at, so a caller whose
+    clock lags the books finds what the sweep would release.
+    """
+    conn = session.connection()
+    at = _clock(now)()
+    head = repo.read_chain(conn)
+    if head is not None and head.last_created_at is not None and head.last_created_at > at:
+        at = head.last_created_at
+    return bool(repo.expired_open_holds(conn, now=at, limit=1))
 
 
 def expire_holds(
