@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from coffer.idempotency.tables import idempotency_keys
+from coffer.ledger import InvariantViolated
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,8 @@ def set_response(
         )
         .values(status_code=status_code, content_type=content_type, body=body)
     )
-    assert result.rowcount == 1, "the answer is stored once, by the claimer"
+    if result.rowcount != 1:  # paired check: the answer is stored once, by the claimer
+        raise InvariantViolated(f"the answer to {scope} {key!r} was stored {result.rowcount} times")
 
 
 def delete_older_than(conn: Connection, *, cutoff: datetime, limit: int) -> int:

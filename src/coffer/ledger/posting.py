@@ -38,6 +38,7 @@ from coffer.ledger.errors import (
     IdempotencyConflict,
     InsufficientFunds,
     InvalidTransfer,
+    InvariantViolated,
     LedgerError,
     Overflow,
     PostExceedsHold,
@@ -424,7 +425,8 @@ class _Batch:
             )
         if max(counters) > COUNTER_MAX:
             raise Overflow("an account counter would overflow", account_id=account_id)
-        assert min(counters) >= 0, f"account {account_id} counters went negative: {counters}"
+        if min(counters) < 0:
+            raise InvariantViolated(f"account {account_id} counters went negative: {counters}")
 
     def _row(
         self,
@@ -732,7 +734,12 @@ class _Batch:
             )
             previous = row.hash
         last = self.rows[-1]
-        assert last.id == self.next_id - 1 == self.head.last_transfer_id + len(self.rows)
+        # Paired assertion: the ids run on from the chain head without a gap or a twin.
+        if not last.id == self.next_id - 1 == self.head.last_transfer_id + len(self.rows):
+            raise InvariantViolated(
+                f"transfer ids {self.rows[0].id}..{last.id} do not follow the chain head "
+                f"{self.head.last_transfer_id}"
+            )
         repo.write_batch(
             self.conn,
             rows=self.rows,

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 
+from coffer.ledger.errors import InvariantViolated
 from coffer.ledger.tables import (
     CHAIN_ROW_ID,
     GENESIS_HASH,
@@ -617,14 +618,21 @@ def write_batch(
             finished.execute(_PG_FINISH_BATCH, finish_params)
         finish = finished.fetchone()
     if resolutions:
-        assert resolved.rowcount == len(resolutions), "a hold being resolved was not open"
-    assert finish is not None
+        _expect_rows(resolved.rowcount, len(resolutions), "holds resolved (each must be open)")
+    if finish is None:
+        raise InvariantViolated("the batch's final statement returned no row")
     accounts_updated, chain_updated = finish
     # Paired assertion: every row we decided on was exactly as we read it under the lock.
-    assert accounts_updated == len(changed), (
-        f"updated {accounts_updated} of {len(changed)} accounts"
-    )
-    assert chain_updated == 1
+    _expect_rows(accounts_updated, len(changed), "accounts updated")
+    _expect_rows(chain_updated, 1, "chain heads updated")
+
+
+def _expect_rows(count: int, expected: int, what: str) -> None:
+    """The paired check of a write: it touched exactly the rows it was decided for.
+
+    An `if`, not an `assert`, so `python -O` keeps it; the error rolls the batch back."""
+    if count != expected:
+        raise InvariantViolated(f"{what}: {count}, expected {expected}")
 
 
 _PENDING = Phase.PENDING.value
@@ -678,7 +686,7 @@ def _pg_copy_transfers(conn: Connection, rows: Sequence[TransferRow]) -> None:
                         r.hash,
                     )
                 )
-        assert cursor.rowcount == len(rows)
+        _expect_rows(cursor.rowcount, len(rows), "transfers copied")
 
 
 def _sqlite_insert_transfers(conn: Connection, rows: Sequence[TransferRow]) -> None:
@@ -715,7 +723,7 @@ def _sqlite_insert_transfers(conn: Connection, rows: Sequence[TransferRow]) -> N
         cursor = _driver(conn).cursor()
         cursor.executemany(_SQLITE_INSERT_TRANSFER, values)
         count = cursor.rowcount
-    assert count == len(rows)
+    _expect_rows(count, len(rows), "transfers inserted")
 
 
 _SQLITE_INSERT_TRANSFER = """
@@ -814,7 +822,7 @@ def _sqlite_resolve_holds(conn: Connection, resolutions: Sequence[HoldResolution
         )
         # executemany sums the rows changed by every parameter set.
         count = cursor.rowcount
-    assert count == len(resolutions), "a hold being resolved was not open"
+    _expect_rows(count, len(resolutions), "holds resolved (each must be open)")
 
 
 def _sqlite_datetime(conn: Connection) -> Any:
@@ -872,7 +880,7 @@ def _sqlite_update_accounts(conn: Connection, changed: Sequence[AccountState]) -
         # executemany sums the rows changed by every parameter set.
         updated = cursor.rowcount
     # Paired assertion: every row we decided on was exactly as we read it under the lock.
-    assert updated == len(changed), f"updated {updated} of {len(changed)} accounts"
+    _expect_rows(updated, len(changed), "accounts updated")
 
 
 # The end of every batch, as one statement (one round trip, one parse): the guarded account
@@ -917,7 +925,7 @@ def _sqlite_update_chain(conn: Connection, head: ChainHead) -> None:
         cursor = _driver(conn).cursor()
         cursor.execute(_SQLITE_UPDATE_CHAIN, params)
         count = cursor.rowcount
-    assert count == 1
+    _expect_rows(count, 1, "chain heads updated")
 
 
 _SQLITE_UPDATE_CHAIN = (

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from coffer.ledger import InvariantViolated
 from coffer.wallets.tables import agencies, users
 
 
@@ -89,7 +90,8 @@ def update_user(
         .where(users.c.id == user_id)
         .values(display_name=display_name, agency_id=agency_id, updated_at=now)
     )
-    assert result.rowcount == 1
+    if result.rowcount != 1:
+        raise InvariantViolated(f"user {user_id} was updated {result.rowcount} times")
 
 
 def find_agency(conn: Connection, agency_id: str) -> Agency | None:
