@@ -22,7 +22,7 @@ from coffer.ledger.errors import (
     LedgerError,
     TransferNotFound,
 )
-from coffer.ledger.posting import GroupResult, apply_groups, expire_due_holds
+from coffer.ledger.posting import GroupResult, apply_groups, books_time, expire_due_holds
 from coffer.ledger.types import (
     DEFAULT_SOURCE,
     Account,
@@ -298,10 +298,7 @@ def has_expired_holds(session: Session, *, now: datetime | None = None) -> bool:
     clock lags the books finds what the sweep would release.
     """
     conn = session.connection()
-    at = _clock(now)()
-    head = repo.read_chain(conn)
-    if head is not None and head.last_created_at is not None and head.last_created_at > at:
-        at = head.last_created_at
+    at = books_time(repo.read_chain(conn), _clock(now)())
     return bool(repo.expired_open_holds(conn, now=at, limit=1))
 
 
