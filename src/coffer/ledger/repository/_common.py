@@ -10,7 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 
@@ -87,6 +91,14 @@ def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[A
 
 def _is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
+
+
+def dialect_insert(conn: Connection, table: Table) -> PgInsert | SqliteInsert:
+    """The dialect's own INSERT, for ON CONFLICT DO NOTHING (the generic one lacks it). The twin
+    of `coffer.db.dialect.insert`, which the ledger may not import."""
+    if _is_postgres(conn):
+        return pg_insert(table)
+    return sqlite_insert(table)
 
 
 def _driver(conn: Connection) -> Any:

@@ -6,13 +6,11 @@ from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from coffer.ledger.repository._common import (
     _chunks,
-    _is_postgres,
     account_from_row,
+    dialect_insert,
 )
 from coffer.ledger.tables import (
     accounts,
@@ -59,9 +57,8 @@ def insert_account_if_absent(
     now: datetime,
 ) -> None:
     """Insert the account unless it exists; concurrent openers of one account both succeed."""
-    dialect_insert = pg_insert if _is_postgres(conn) else sqlite_insert
     conn.execute(
-        dialect_insert(accounts)
+        dialect_insert(conn, accounts)
         .values(
             asset=asset,
             owner_type=owner_type,
@@ -75,9 +72,8 @@ def insert_account_if_absent(
 
 
 def insert_asset_if_absent(conn: Connection, *, code: str, scale: int, now: datetime) -> None:
-    dialect_insert = pg_insert if _is_postgres(conn) else sqlite_insert
     conn.execute(
-        dialect_insert(assets)
+        dialect_insert(conn, assets)
         .values(code=code, scale=scale, created_at=now)
         .on_conflict_do_nothing(index_elements=["code"])
     )
