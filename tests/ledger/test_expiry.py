@@ -50,3 +50,50 @@ def test_a_group_short_on_two_accounts_releases_both_accounts_expired_holds(db: 
         assert ledger.get_account(s, alice.id).available == 10
         assert ledger.get_account(s, bob.id).available == 10
     assert_clean(db)
+
+
+def test_limited_sweep_expires_due_hold_after_resolved_one(db: Database) -> None:
+    """The sweep's look-ahead uses the books' time, as the sweep itself does.
+
+    A caller whose clock lags the books (here by an hour) still sweeps at the books' time: the
+    batch's time is never before the last transfer written. The look-ahead that spares a
+    sweep the write lock used the caller's raw clock, so it saw nothing due and returned 0
+    while the sweep proper would have expired the hold.
+    """
+    with db.unit_of_work() as s:
+        define_assets(s)
+        alice, host = wallet(s, "alice"), wallet(s, "host")
+        fund(s, alice, 100)
+        resolved, due = (
+            ledger.create_hold(
+                s,
+                debit_account_id=alice.id,
+                credit_account_id=host.id,
+                amount=10,
+                type="call_charge",
+                timeout_s=1,
+                now=T0,
+            )
+            for _ in range(2)
+        )
+        ledger.void_hold(s, hold_id=resolved.id, now=T0)
+    with db.unit_of_work() as s:  # the books move on past the holds' timeout
+        fund(s, host, 1)
+    with db.unit_of_work() as s:
+        ledger.transfer(
+            s,
+            debit_account_id=host.id,
+            credit_account_id=alice.id,
+            amount=1,
+            type="gift",
+            now=T0 + timedelta(seconds=30),
+        )
+    lagging = T0 + timedelta(seconds=30) - timedelta(hours=1)
+    with db.unit_of_work() as s:
+        assert ledger.has_expired_holds(s, now=lagging)
+        assert ledger.expire_holds(s, now=lagging, limit=2) == 1
+    with db.read() as s:
+        assert ledger.get_hold(s, resolved.id).status is ledger.HoldStatus.VOIDED
+        assert ledger.get_hold(s, due.id).status is ledger.HoldStatus.EXPIRED
+        assert ledger.get_account(s, alice.id).available == 101
+    assert_clean(db)

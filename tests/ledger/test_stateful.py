@@ -52,7 +52,9 @@ from tests.ledger.model import Books, MHold, Outcome, transfer_key
 EXAMPLES = int(os.environ.get("COFFER_LEDGER_EXAMPLES", "20"))
 STEPS = int(os.environ.get("COFFER_LEDGER_STEPS", "50"))
 
-T0 = datetime(2031, 6, 1, tzinfo=UTC)  # far after the real clock: the books never run behind it
+# Long before the real clock: every call gets the machine's clock, and a wall-clock read
+# anywhere in the ledger would stamp the books decades later than the model expects.
+T0 = datetime(2001, 6, 1, tzinfo=UTC)
 ASSETS = ("DIAMOND", "INR")
 SOURCES = ("ledger", "app")
 UNKNOWN_ID = 987_654
@@ -91,7 +93,13 @@ class LedgerMachine(RuleBasedStateMachine):
         user = owner_type == "user"
         flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS if user else AccountFlags.NONE
         account = ledger.open_account(
-            s, asset=asset, owner_type=owner_type, owner_id=owner_id, kind=kind, flags=flags
+            s,
+            asset=asset,
+            owner_type=owner_type,
+            owner_id=owner_id,
+            kind=kind,
+            flags=flags,
+            now=self.clock,
         )
         assert (account.asset, account.flags) == (asset, flags)
         self.opened[(asset, owner_type, owner_id, kind)] = account.id
@@ -250,8 +258,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def open_and_fund(self) -> None:
         with self.db.unit_of_work() as s:
-            ledger.define_asset(s, code="DIAMOND", scale=0)
-            ledger.define_asset(s, code="INR", scale=2)
+            ledger.define_asset(s, code="DIAMOND", scale=0, now=self.clock)
+            ledger.define_asset(s, code="INR", scale=2, now=self.clock)
             for asset in ASSETS:
                 self._open(s, asset, "system", "coffer", "issuance")
                 self._open(s, asset, "system", "coffer", "fees")
@@ -289,7 +297,12 @@ class LedgerMachine(RuleBasedStateMachine):
                 try:
                     with self.db.unit_of_work() as s:
                         ledger.open_account(
-                            s, asset=key[0], owner_type=key[1], owner_id=key[2], kind=key[3]
+                            s,
+                            asset=key[0],
+                            owner_type=key[1],
+                            owner_id=key[2],
+                            kind=key[3],
+                            now=self.clock,
                         )
                 except ledger.InvalidTransfer as exc:
                     outcome = exc

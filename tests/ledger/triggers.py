@@ -100,6 +100,37 @@ def account_writes(db: Database) -> Iterator[AccountWrites]:
         _run(db, drop)
 
 
+@contextlib.contextmanager
+def updates_skipped(db: Database, table: str) -> Iterator[None]:
+    """Make the database silently skip every UPDATE of `table`'s rows, so a guarded update
+    matches no row: what a row changed behind the writer's back looks like to its check."""
+    assert table.isidentifier()
+    if db.dialect == "postgresql":
+        make = [
+            """CREATE FUNCTION coffer_test_skip_update() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                RETURN NULL;
+            END $$""",
+            f"CREATE TRIGGER coffer_test_skip_update BEFORE UPDATE ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION coffer_test_skip_update()",
+        ]
+        drop = [
+            f"DROP TRIGGER IF EXISTS coffer_test_skip_update ON {table}",
+            "DROP FUNCTION IF EXISTS coffer_test_skip_update()",
+        ]
+    else:
+        make = [
+            f"CREATE TRIGGER coffer_test_skip_update BEFORE UPDATE ON {table}"
+            " BEGIN SELECT RAISE(IGNORE); END"
+        ]
+        drop = ["DROP TRIGGER IF EXISTS coffer_test_skip_update"]
+    _run(db, make)
+    try:
+        yield
+    finally:
+        _run(db, drop)
+
+
 def _run(db: Database, statements: list[str]) -> None:
     with db.engine.begin() as conn:
         for statement in statements:

@@ -6,13 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, or_, select, update
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Row, or_, select, update
 
 from coffer.auth.tables import api_keys, auth_settings
+from coffer.db import dialect
 
 LIST_LIMIT_MAX = 500
 
@@ -44,13 +41,6 @@ def _key(row: Row[Any]) -> ApiKey:
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
     )
-
-
-def _insert(conn: Connection, table: Table) -> PgInsert | SqliteInsert:
-    # Both dialects' INSERT support ON CONFLICT DO NOTHING; the generic one does not.
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
 
 
 def insert_key(
@@ -122,7 +112,7 @@ def touch_key(conn: Connection, key_id: str, *, now: datetime, stale_before: dat
 def insert_setting_if_absent(conn: Connection, *, name: str, value: str, now: datetime) -> bool:
     """True if this call stored the value; False if the name already had one."""
     result = conn.execute(
-        _insert(conn, auth_settings)
+        dialect.insert(conn, auth_settings)
         .values(name=name, value=value, created_at=now)
         .on_conflict_do_nothing(index_elements=["name"])
         .returning(auth_settings.c.name)

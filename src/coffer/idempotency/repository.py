@@ -7,12 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select, update
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from coffer.db import dialect
 from coffer.idempotency.tables import idempotency_keys
+from coffer.ledger import InvariantViolated
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +42,6 @@ def _record(row: Row[Any]) -> IdempotencyRecord:
     )
 
 
-def _insert(conn: Connection) -> PgInsert | SqliteInsert:
-    # Both dialects' INSERT support ON CONFLICT DO NOTHING; the generic one does not.
-    if conn.dialect.name == "postgresql":
-        return pg_insert(idempotency_keys)
-    return sqlite_insert(idempotency_keys)
-
-
 def find(conn: Connection, *, scope: str, key: str) -> IdempotencyRecord | None:
     row = conn.execute(
         select(idempotency_keys).where(
@@ -77,7 +68,7 @@ def insert_if_absent(
     On SQLite the write lock taken at BEGIN IMMEDIATE serialises the two before they get here.
     """
     result = conn.execute(
-        _insert(conn)
+        dialect.insert(conn, idempotency_keys)
         .values(
             scope=scope,
             key=key,
@@ -142,7 +133,8 @@ def set_response(
         )
         .values(status_code=status_code, content_type=content_type, body=body)
     )
-    assert result.rowcount == 1, "the answer is stored once, by the claimer"
+    if result.rowcount != 1:  # paired check: the answer is stored once, by the claimer
+        raise InvariantViolated(f"the answer to {scope} {key!r} was stored {result.rowcount} times")
 
 
 def delete_older_than(conn: Connection, *, cutoff: datetime, limit: int) -> int:

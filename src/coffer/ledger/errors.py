@@ -23,6 +23,12 @@ Operating errors (a request the books refuse) are exceptions; programmer errors 
 
 A linked group is refused whole by the error of the operation that failed; its
 `details["operation_index"]` says which one.
+
+Apart from the tree, `InvariantViolated` (a plain `Exception`, no code): a check that guards
+money failed, such as a guarded UPDATE that matched fewer rows than it was decided for. It is a
+bug or a tampered database, never a request's fault: nothing maps it to a 4xx, the API answers
+it 500 and logs it, and the transaction it was raised in rolls back. Unlike an `assert`, it
+survives `python -O` (STYLE.md habit 8).
 """
 
 from __future__ import annotations
@@ -119,6 +125,10 @@ class IdempotencyConflict(LedgerError):
 
 class LedgerUnavailable(LedgerError):
     code = "unavailable"
+
+
+class InvariantViolated(Exception):  # not a LedgerError: no handler may map it to a 4xx
+    """A check that guards money failed: roll back, answer 500, log it. Nothing catches it."""
 
 
 class LedgerBusy(LedgerError):

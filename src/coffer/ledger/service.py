@@ -22,7 +22,7 @@ from coffer.ledger.errors import (
     LedgerError,
     TransferNotFound,
 )
-from coffer.ledger.posting import GroupResult, apply_groups, expire_due_holds
+from coffer.ledger.posting import GroupResult, apply_groups, books_time, expire_due_holds
 from coffer.ledger.types import (
     DEFAULT_SOURCE,
     Account,
@@ -291,8 +291,15 @@ def reverse(
 
 
 def has_expired_holds(session: Session, *, now: datetime | None = None) -> bool:
-    """Whether any open hold is past its timeout (a read: no lock)."""
-    return bool(repo.expired_open_holds(session.connection(), now=_clock(now)(), limit=1))
+    """Whether any open hold is past its timeout at the books' time (a read: no lock).
+
+    The books' time is `now`, or the last transfer's time when that is later (time never runs
+    backwards in the books): the same time the sweep itself expires holds at, so a caller whose
+    clock lags the books finds what the sweep would release.
+    """
+    conn = session.connection()
+    at = books_time(repo.read_chain(conn), _clock(now)())
+    return bool(repo.expired_open_holds(conn, now=at, limit=1))
 
 
 def expire_holds(

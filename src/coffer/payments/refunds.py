@@ -278,9 +278,9 @@ def _move_order(
             updated_at=now,
         )
     )
-    assert isinstance(result, CursorResult) and result.rowcount == 1, (
-        f"order {order.id} changed under its lock"
-    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:  # paired check: the order's refund counters moved under its lock
+        raise ledger.InvariantViolated(f"order {order.id} changed under its lock")
 
 
 def complete_refund(

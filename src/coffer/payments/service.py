@@ -212,7 +212,11 @@ def record_order(
     metadata: Mapping[str, Any] | None = None,
 ) -> PaymentOrder:
     """Store an order the provider has opened."""
-    assert provider_order.amount == quote.amount and provider_order.currency == quote.currency
+    if provider_order.amount != quote.amount or provider_order.currency != quote.currency:
+        raise ledger.InvariantViolated(
+            f"the provider opened {provider_order.amount} {provider_order.currency} for a quote of "
+            f"{quote.amount} {quote.currency}"
+        )
     ensure_user(session, user_id)
     session.execute(
         insert(payment_orders).values(
@@ -306,16 +310,17 @@ def list_orders(
 def _set_status(
     session: Session, order: PaymentOrder, status: str, now: datetime, **values: Any
 ) -> PaymentOrder:
-    assert _RANK[status] >= _RANK[order.status], f"{order.status} -> {status} goes backwards"
+    if _RANK[status] < _RANK[order.status]:  # a state never moves backwards (STYLE habit 9)
+        raise ledger.InvariantViolated(f"order {order.id}: {order.status} -> {status} goes back")
     result = session.execute(
         update(payment_orders)
         .where(payment_orders.c.id == order.id, payment_orders.c.status == order.status)
         .values(status=status, updated_at=now, **values)
     )
     # Paired assertion: the row was locked by the caller, so nobody moved it in between.
-    assert isinstance(result, CursorResult) and result.rowcount == 1, (
-        f"order {order.id} changed under its lock"
-    )
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        raise ledger.InvariantViolated(f"order {order.id} changed under its lock")
     return get_order(session, order.id)
 
 

@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select, update
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Row, select, update
 
+from coffer.db import dialect
+from coffer.ledger import InvariantViolated
 from coffer.wallets.tables import agencies, users
 
 
@@ -53,13 +51,6 @@ def _agency(row: Row[Any]) -> Agency:
     )
 
 
-def _insert(conn: Connection, table: Table) -> PgInsert | SqliteInsert:
-    # Both dialects' INSERT support ON CONFLICT DO NOTHING; the generic one does not.
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
-
-
 def find_user(conn: Connection, user_id: str) -> User | None:
     row = conn.execute(select(users).where(users.c.id == user_id)).first()
     return None if row is None else _user(row)
@@ -68,7 +59,7 @@ def find_user(conn: Connection, user_id: str) -> User | None:
 def insert_user_if_absent(conn: Connection, user_id: str, *, now: datetime) -> bool:
     """True if this call made the user; concurrent makers of one user both succeed."""
     result = conn.execute(
-        _insert(conn, users)
+        dialect.insert(conn, users)
         .values(id=user_id, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(users.c.id)
@@ -89,7 +80,8 @@ def update_user(
         .where(users.c.id == user_id)
         .values(display_name=display_name, agency_id=agency_id, updated_at=now)
     )
-    assert result.rowcount == 1
+    if result.rowcount != 1:
+        raise InvariantViolated(f"user {user_id} was updated {result.rowcount} times")
 
 
 def find_agency(conn: Connection, agency_id: str) -> Agency | None:
@@ -100,7 +92,7 @@ def find_agency(conn: Connection, agency_id: str) -> Agency | None:
 def upsert_agency(
     conn: Connection, agency_id: str, *, name: str, commission_bps: int, now: datetime
 ) -> None:
-    statement = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(agencies)
+    statement = dialect.insert(conn, agencies)
     conn.execute(
         statement.values(
             id=agency_id, name=name, commission_bps=commission_bps, created_at=now, updated_at=now

@@ -14,10 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from coffer.db import dialect
 from coffer.errors import CofferError
 from coffer.payments import refunds as payment_refunds
 from coffer.payments import service as payments
@@ -87,11 +86,9 @@ def receive(
     session: Session, *, event: WebhookEvent, raw_body: bytes, now: datetime
 ) -> tuple[int, bool]:
     """Store a verified event unless seen before; returns (inbox id, whether it is new)."""
-    dialect = session.get_bind().dialect.name
-    dialect_insert = pg_insert if dialect == "postgresql" else sqlite_insert
     status = "ignored" if event.kind is EventKind.IGNORED else "received"
     result = session.execute(
-        dialect_insert(inbox)
+        dialect.insert(session, inbox)
         .values(
             provider=event.provider,
             event_id=event.event_id,
