@@ -116,7 +116,7 @@ def _expire_holds(database: Database, writer: Writer | None) -> int:
         if not ledger.has_expired_holds(session):
             return 0  # the usual case: no write transaction at all
     writer = writer or Writer(database, group_commit=False)
-    expired: int = writer.call(lambda session: ledger.expire_holds(session))
+    expired: int = writer.call(ledger.expire_holds)
     return expired
 
 

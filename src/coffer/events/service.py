@@ -19,10 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from coffer.db import dialect
 from coffer.events.tables import event_streams, events
 
 TYPE_LENGTH_MAX = 64
@@ -84,10 +83,9 @@ def emit(session: Session, new: Sequence[NewEvent], *, now: datetime) -> None:
         assert event.type in TYPES, f"unknown event type {event.type!r}"
         counts[event.user_id] = counts.get(event.user_id, 0) + 1
     conn = session.connection()
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     next_sequence: dict[str, int] = {}
     for user_id in sorted(counts):  # rows locked in key order, like every other writer's
-        statement = dialect_insert(event_streams).values(
+        statement = dialect.insert(conn, event_streams).values(
             user_id=user_id, last_sequence=counts[user_id]
         )
         bumped = conn.execute(
