@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,26 @@ def test_coffer_entry_point_runs() -> None:
         check=False,
     )
     assert done.returncode == 0 and "verify" in done.stdout and "bench" in done.stdout
+
+
+def test_tasks_run_runs_every_job_once_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    env = {**os.environ, "COFFER_DATABASE_URL": f"sqlite:///{tmp_path / 'tasks.db'}"}
+    coffer = str(Path(sys.executable).with_name("coffer"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [coffer, "tasks", "run", *args],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = run()
+    assert done.returncode == 0, done.stderr
+    assert "calls.expire: 0" in done.stdout and "ledger.expire_holds: 0" in done.stdout
+    one = run("calls.warn")
+    assert one.returncode == 0 and one.stdout.strip() == "calls.warn: 0"
+    bad = run("nope")
+    assert bad.returncode == 2 and "no job 'nope'" in bad.stderr

@@ -96,7 +96,8 @@ class SplitConfig(_Strict):
 class CallConfig(_Strict):
     asset: AssetCode = DIAMOND
     rate_per_minute: Amount = 60
-    minimum_balance: Annotated[int, Field(strict=True, ge=0, le=AMOUNT_MAX)] = 60
+    # Below this (minor units of the call's asset) a call cannot start; unset: one minute's price.
+    minimum_balance: Annotated[int, Field(strict=True, ge=0, le=AMOUNT_MAX)] | None = None
     hold_minutes: Annotated[int, Field(strict=True, gt=0, le=240)] = 5
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import MetaData
 import coffer
 from coffer import auth, ledger, wallets
 from coffer.api.app import create_app
+from coffer.calls import tasks as call_tasks
 from coffer.config import Settings
 from coffer.db import Database, Writer, migrate
 from coffer.db.base import metadata as app_metadata
@@ -86,6 +87,16 @@ class Coffer:
                 lambda: payment_flows.resume_refunds(database, providers, utc_now),
             ),
             Job(
+                "calls.expire",
+                CALL_SWEEP_INTERVAL_S,
+                lambda: call_tasks.expire_lapsed(database, self._writer(), utc_now),
+            ),
+            Job(
+                "calls.warn",
+                CALL_SWEEP_INTERVAL_S,
+                lambda: call_tasks.warn_nearly_used(database, self._writer(), utc_now),
+            ),
+            Job(
                 "idempotency.purge",
                 IDEMPOTENCY_PURGE_INTERVAL_S,
                 lambda: purge_expired_keys(database),
@@ -99,6 +110,10 @@ class Coffer:
             self.rate_limiter.close()
         self.database.dispose()
 
+    def _writer(self) -> Writer:
+        assert self.writer is not None, "assemble() gives every Coffer a writer"
+        return self.writer
+
     def close_writer(self) -> None:
         """Commit what is queued and stop the writer's thread (the database stays open)."""
         if self.writer is not None:
@@ -106,6 +121,7 @@ class Coffer:
 
 
 HOLD_SWEEP_INTERVAL_S = 5.0
+CALL_SWEEP_INTERVAL_S = 5.0
 WEBHOOK_RETRY_INTERVAL_S = 5.0
 IDEMPOTENCY_PURGE_INTERVAL_S = 3_600.0
 REFUND_RESUME_INTERVAL_S = 30.0

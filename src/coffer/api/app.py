@@ -11,6 +11,7 @@ from coffer.api import errors
 from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
 from coffer.api.routers import auth as auth_routes
+from coffer.api.routers import calls as call_routes
 from coffer.api.routers import config as config_routes
 from coffer.api.routers import events as event_routes
 from coffer.api.routers import gifts as gift_routes
@@ -51,6 +52,7 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(config_routes.router, prefix=API_PREFIX)
     app.include_router(wallet_routes.router, prefix=API_PREFIX)
     app.include_router(gift_routes.router, prefix=API_PREFIX)
+    app.include_router(call_routes.router, prefix=API_PREFIX)
     app.include_router(event_routes.router, prefix=API_PREFIX)
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)

@@ -99,7 +99,11 @@ def public_config(
             call=CallRatesOut(
                 asset=shop.calls.asset,
                 rate_per_minute=shop.calls.rate_per_minute,
-                minimum_balance=shop.calls.minimum_balance,
+                minimum_balance=(
+                    shop.calls.rate_per_minute
+                    if shop.calls.minimum_balance is None
+                    else shop.calls.minimum_balance
+                ),
             ),
         ),
     )

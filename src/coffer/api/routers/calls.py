@@ -1,0 +1,166 @@
+"""Metered calls (service key), the call rate, and the admin's list of calls."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from coffer.api.deps import (
+    AdminPrincipal,
+    AnyPrincipal,
+    DatabaseDep,
+    ServicePrincipal,
+    ShopDep,
+    UserPrincipal,
+    clock_of,
+    get_writer,
+)
+from coffer.api.idempotent import Idempotent
+from coffer.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from coffer.calls import service as calls
+from coffer.calls.schemas import (
+    CallEnvelope,
+    CallOut,
+    CallPageOut,
+    CallRateIn,
+    CallRateOut,
+    EndCallIn,
+    StartCallIn,
+)
+from coffer.errors import NotFound
+from coffer.payments.service import decode_order_cursor
+
+router = APIRouter(tags=["calls"])
+CallIdPath = Annotated[str, Path(pattern=r"^call_[0-9a-z]{20}$")]
+UserIdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+
+
+@router.post("/calls", status_code=201, response_model=CallEnvelope, summary="Start a call")
+async def start_call(
+    body: StartCallIn,
+    request: Request,
+    _: ServicePrincipal,
+    database: DatabaseDep,
+    shop: ShopDep,
+    idem: Idempotent,
+) -> Response:
+    work = await run_in_threadpool(
+        lambda: calls.plan_start_call(
+            database,
+            shop,
+            call_id=idem.derived_id("call"),
+            caller_id=body.caller_id,
+            host_id=body.host_id,
+            asset=body.asset,
+            rate_per_minute=body.rate_per_minute,
+        )
+    )
+    unit = idem.unit(work, status_code=201, shape=CallEnvelope.of)
+    response: Response = await get_writer(request).run_async(unit)
+    return response
+
+
+def _call(database: DatabaseDep, call_id: str) -> calls.Call:
+    with database.read() as session:
+        return calls.get_call(session, call_id)
+
+
+@router.post("/calls/{call_id}/extend", response_model=CallEnvelope, summary="Hold another stretch")
+async def extend_call(
+    call_id: CallIdPath,
+    request: Request,
+    _: ServicePrincipal,
+    database: DatabaseDep,
+    shop: ShopDep,
+    idem: Idempotent,
+) -> Response:
+    def plan() -> object:
+        return calls.plan_extend_call(database, shop, call=_call(database, call_id))
+
+    work = await run_in_threadpool(plan)
+    unit = idem.unit(work, status_code=200, shape=CallEnvelope.of)  # type: ignore[arg-type]
+    response: Response = await get_writer(request).run_async(unit)
+    return response
+
+
+@router.post("/calls/{call_id}/end", response_model=CallEnvelope, summary="End a call and bill it")
+async def end_call(
+    call_id: CallIdPath,
+    body: EndCallIn,
+    request: Request,
+    _: ServicePrincipal,
+    database: DatabaseDep,
+    shop: ShopDep,
+    idem: Idempotent,
+) -> Response:
+    def plan() -> object:
+        return calls.plan_end_call(
+            database, shop, call=_call(database, call_id), duration_s=body.duration_s
+        )
+
+    work = await run_in_threadpool(plan)
+    unit = idem.unit(work, status_code=200, shape=CallEnvelope.of)  # type: ignore[arg-type]
+    response: Response = await get_writer(request).run_async(unit)
+    return response
+
+
+@router.get("/calls/{call_id}", summary="One call (its parties, or a service or admin key)")
+def get_call(call_id: CallIdPath, principal: AnyPrincipal, database: DatabaseDep) -> CallEnvelope:
+    call = _call(database, call_id)
+    if principal.is_user and principal.user_id not in (call.caller_id, call.host_id):
+        raise NotFound(f"no call {call_id}", call_id=call_id)  # its existence is not revealed
+    return CallEnvelope.of(call)
+
+
+@router.get("/admin/calls", summary="Calls, newest first")
+def admin_calls(
+    _: AdminPrincipal,
+    database: DatabaseDep,
+    status: Literal["active", "ended", "expired"] | None = None,
+    caller_id: UserIdFilter = None,
+    host_id: UserIdFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> CallPageOut:
+    before = decode_order_cursor(decode_cursor(cursor))
+    with database.read() as session:
+        found, has_more = calls.list_calls(
+            session, limit=limit, before=before, status=status, caller_id=caller_id, host_id=host_id
+        )
+    next_cursor = None
+    if has_more:
+        next_cursor = encode_cursor([found[-1].started_at.isoformat(), found[-1].id])
+    return CallPageOut(
+        data=[CallOut.of(c) for c in found], has_more=has_more, next_cursor=next_cursor
+    )
+
+
+@router.put("/admin/settings/call-rate", summary="Set the global call rate, or a host's own")
+def put_call_rate(
+    body: CallRateIn,
+    request: Request,
+    principal: AdminPrincipal,
+    database: DatabaseDep,
+    shop: ShopDep,
+) -> CallRateOut:
+    with database.unit_of_work() as session:
+        rate = calls.set_rate(
+            session,
+            shop,
+            host_id=body.host_id,
+            asset=body.asset,
+            rate_per_minute=body.rate_per_minute,
+            actor=principal.scope,
+            now=clock_of(request)(),
+        )
+    return CallRateOut.of(rate)
+
+
+@router.get("/wallet/call-rate", summary="The per-minute call rate (global, or a host's)")
+def call_rate(
+    _: UserPrincipal, database: DatabaseDep, shop: ShopDep, host_id: UserIdFilter = None
+) -> CallRateOut:
+    with database.read() as session:
+        return CallRateOut.of(calls.current_rate(session, shop, host_id=host_id))
