@@ -13,7 +13,8 @@ The SDK's own retry loop is left off (it prints and sleeps up to a minute); ever
 explicit `timeout_s`.
 
 Webhooks: the signature (`X-Razorpay-Signature`) is checked on the raw bytes before anything is
-parsed; the event id is Razorpay's `X-Razorpay-Event-Id` header. Razorpay may send
+parsed; the event is named for the inbox by what that signature covers (its type, time and
+entity ids), not by the unsigned `X-Razorpay-Event-Id` header. Razorpay may send
 `payment.failed` and later `payment.captured` for the same payment (a late authorisation): a
 PAYMENT_FAILED from Razorpay is therefore not final, and whoever applies events must let a later
 PAYMENT_SUCCEEDED win over it.
@@ -255,16 +256,11 @@ class RazorpayProvider:
         event_type = event.get("event")
         if not isinstance(event_type, str) or not event_type:
             raise BadRequest("the Razorpay event has no type")
-        # Razorpay names each delivery in a header; without one, the body's digest still
-        # dedupes a redelivery of the same bytes.
-        event_id = header(headers, EVENT_ID_HEADER) or (
-            "sha256:" + hashlib.sha256(body).hexdigest()
-        )
         payload = event.get("payload")
         payload = payload if isinstance(payload, dict) else {}
         return _translate(
             event_type=event_type,
-            event_id=event_id[:255],
+            event_id=_event_id(event_type, event, payload, body),
             occurred_at=event.get("created_at"),
             payment=_entity(payload, "payment"),
             order=_entity(payload, "order"),
@@ -436,6 +432,31 @@ def _translate(
         data=event,
         **fields,
     )
+
+
+def _event_id(
+    event_type: str, event: Mapping[str, Any], payload: Mapping[str, Any], body: bytes
+) -> str:
+    """The inbox's name for an event, from what the signature covers.
+
+    Not `X-Razorpay-Event-Id`: the signature does not cover headers, so anyone replaying a
+    signed body under a new header value would have it processed again. The event's own type,
+    time and entity ids name it however Razorpay serialises a redelivery; a body without entity
+    ids is named by its bytes.
+    """
+    ids = sorted(
+        f"{name}={entity['id']}"
+        for name, wrapper in payload.items()
+        if isinstance(wrapper, dict)
+        and isinstance(entity := wrapper.get("entity"), dict)
+        and isinstance(entity.get("id"), str)
+        and entity["id"]
+    )
+    if not ids:
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    created_at = event.get("created_at")
+    named = "|".join([event_type, str(created_at if type(created_at) is int else ""), *ids])
+    return "rzp:" + hashlib.sha256(named.encode("utf-8")).hexdigest()
 
 
 def _entity(payload: dict[str, Any], name: str) -> dict[str, Any]:

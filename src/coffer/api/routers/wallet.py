@@ -211,7 +211,9 @@ def topup(
 ) -> Response:
     assert principal.user_id is not None
     # The provider is called before the transaction opens (see payments/flows.py), so a
-    # replay is answered first, without asking the provider for another order.
+    # replay is answered first, without asking the provider again. Copies that get past this
+    # together send the provider the same request (ids derived from the key) and then queue on
+    # the idempotency claim in `run`: one records the order, the rest replay its answer.
     if (replayed := idem.replay()) is not None:
         return replayed
     prepared = flows.prepare_topup(
@@ -224,6 +226,7 @@ def topup(
         provider_name=body.provider,
         default_provider=settings.default_provider,
         request_key=idem.key,
+        request_fingerprint=idem.fingerprint,
     )
     now = clock_of(request)
     return idem.run(
