@@ -54,7 +54,9 @@ from coffer.providers._common import (
     load_event,
     optional_int,
     optional_str,
+    safe_code,
     upper,
+    with_provider_text,
 )
 from coffer.providers.base import (
     OUTBOUND_ATTEMPTS_MAX,
@@ -199,8 +201,8 @@ class RazorpayProvider:
             raise ProviderRejected(
                 "the payment's amount or currency differs from the order's",
                 payment_id=payment_id,
-                paid_amount=payment.get("amount"),
-                paid_currency=payment.get("currency"),
+                paid_amount=optional_int(payment.get("amount")),
+                paid_currency=safe_code(payment.get("currency")),
             )
         status = payment.get("status")
         if status == "authorized":
@@ -209,10 +211,11 @@ class RazorpayProvider:
         # "refunded" is only reached from "captured": the payment was made, refunds are separate.
         if status not in ("captured", "refunded"):
             raise ProviderRejected(
-                f"the payment is {status}, not captured",
+                f"the payment is {safe_code(status)}, not captured",
                 payment_id=payment_id,
-                status=status,
-                failure_reason=payment.get("error_description"),
+                status=safe_code(status),
+                failure_code=safe_code(payment.get("error_reason"))
+                or safe_code(payment.get("error_code")),
             )
         return PaymentConfirmation(
             provider_order_id=provider_order_id,
@@ -288,7 +291,10 @@ class RazorpayProvider:
         )
         status = REFUND_STATUSES.get(str(refund.get("status")))
         if status is None:
-            raise ProviderRejected("Razorpay answered a refund in an unknown status", refund=refund)
+            raise ProviderRejected(
+                "Razorpay answered a refund in an unknown status",
+                provider_status=safe_code(refund.get("status")),
+            )
         return ProviderRefund(
             refund_id=_required_str(refund, "id"),
             payment_id=str(refund.get("payment_id") or payment_id),
@@ -329,7 +335,10 @@ class RazorpayProvider:
         )
         status = PAYOUT_STATUSES.get(str(payout.get("status")))
         if status is None:
-            raise ProviderRejected("Razorpay answered a payout in an unknown status", payout=payout)
+            raise ProviderRejected(
+                "Razorpay answered a payout in an unknown status",
+                provider_status=safe_code(payout.get("status")),
+            )
         return ProviderPayout(
             payout_id=_required_str(payout, "id"),
             amount=optional_int(payout.get("amount")) or amount,
@@ -370,14 +379,15 @@ class RazorpayProvider:
 
 
 def _map_error(exc: Exception) -> Exception | None:
-    """Razorpay's and requests' exceptions as Coffer's (the caller raises `from exc`)."""
-    message = str(exc) or type(exc).__name__
+    """Razorpay's and requests' exceptions as Coffer's (the caller raises `from exc`). Razorpay's
+    own words go only to `str()` and the log, never to the client."""
+    text = str(exc) or type(exc).__name__
     if isinstance(exc, razorpay.errors.SignatureVerificationError):
         return InvalidSignature("Razorpay signature verification failed")
     if isinstance(exc, razorpay.errors.BadRequestError):
-        return ProviderRejected(f"Razorpay refused the request: {message}")
+        return with_provider_text(ProviderRejected("Razorpay refused the request"), text)
     if isinstance(exc, razorpay.errors.ServerError | razorpay.errors.GatewayError):
-        return ProviderUnavailable(f"Razorpay failed to answer: {message}")
+        return with_provider_text(ProviderUnavailable("Razorpay failed to answer"), text)
     if isinstance(exc, requests.Timeout):
         return ProviderUnavailable("Razorpay did not answer in time")
     if isinstance(exc, requests.RequestException):
