@@ -37,7 +37,7 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     # Before routing: no control character reaches a route, a log line or the database.
     app.add_middleware(RefuseControlCharacters)
 
-    health = APIRouter(tags=["health"])
+    health = APIRouter(tags=["health"], responses=errors.responses(*errors.ANY, 503))
 
     @health.get("/healthz", summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from coffer.api import errors
 from coffer.api.deps import (
     DatabaseDep,
     SettingsDep,
@@ -37,7 +38,9 @@ from coffer.payments.schemas import OrderOut, TopupIn, TopupOut, VerifyIn, Verif
 from coffer.wallets import history
 from coffer.wallets.history_schemas import BalanceOut, EntryOut, EntryPageOut, SummaryOut
 
-router = APIRouter(prefix="/wallet", tags=["wallet"])
+router = APIRouter(
+    prefix="/wallet", tags=["wallet"], responses=errors.responses(*errors.AUTHENTICATED)
+)
 
 TypeFilter = Annotated[
     str | None,
@@ -199,6 +202,7 @@ def transactions_csv(
     "/topup",
     status_code=201,
     response_model=TopupOut,
+    responses=errors.responses(*errors.WITH_BODY, *errors.PROVIDER, 404, 409),
     summary="Open a payment order for diamonds (a package or a number of diamonds)",
 )
 def topup(
@@ -238,6 +242,7 @@ def topup(
 @router.post(
     "/verify",
     response_model=VerifyOut,
+    responses=errors.responses(*errors.WITH_BODY, *errors.PROVIDER, 404, 409),
     summary="Verify the client's payment confirmation and credit the order (once)",
 )
 def verify(
