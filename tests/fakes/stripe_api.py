@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +72,7 @@ class StripeFake(FakeApi):
         self.events: list[dict[str, Any]] = []
         self.balance: dict[str, int] = {}  # available per currency, from succeeded payments
         self._idempotent: dict[str, tuple[str, Response]] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
 
     def provider_options(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for `StripeProvider` pointed at this fake."""
@@ -123,6 +125,14 @@ class StripeFake(FakeApi):
         if request.method != "POST" or not key:
             return super().handle(request)
         fingerprint = hashlib.sha256(f"{request.path}|".encode() + _canonical(request)).hexdigest()
+        # Stripe answers a request whose key is still in flight 409 and the SDK retries it; the
+        # fake makes such copies wait their turn instead, which is what the retry achieves.
+        with self.lock:
+            in_flight = self._key_locks.setdefault(key, threading.Lock())
+        with in_flight:
+            return self._handle_keyed(request, key, fingerprint)
+
+    def _handle_keyed(self, request: Request, key: str, fingerprint: str) -> Response:
         with self.lock:
             seen = self._idempotent.get(key)
         if seen is not None:

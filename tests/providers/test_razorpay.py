@@ -196,7 +196,9 @@ def test_payment_webhooks(razorpay_provider: RazorpayProvider, razorpay_fake: Ra
         delivery = razorpay_fake.webhook(name)
         event = razorpay_provider.parse_webhook(body=delivery.body, headers=delivery.headers)
         assert (event.kind, event.provider_type) == (kind, name)
-        assert event.event_id == delivery.headers["X-Razorpay-Event-Id"]
+        # Named by what the signature covers, never by the unsigned event-id header.
+        assert event.event_id.startswith("rzp:")
+        assert delivery.headers["X-Razorpay-Event-Id"] not in event.event_id
         assert (event.provider_order_id, event.payment_id) == (order_id, payment_id)
         assert (event.amount, event.currency) == (AMOUNT, "INR")
         assert event.occurred_at is not None
@@ -261,15 +263,25 @@ def test_webhooks_are_off_without_their_secret(razorpay_fake: RazorpayFake) -> N
         provider.parse_webhook(body=b"{}", headers={"X-Razorpay-Signature": "00"})
 
 
-def test_an_event_without_an_id_header_is_named_by_its_body(
+def test_an_event_is_named_by_its_signed_body_not_the_id_header(
     razorpay_provider: RazorpayProvider, razorpay_fake: RazorpayFake
 ) -> None:
     paid_order(razorpay_provider, razorpay_fake)
     delivery = razorpay_fake.webhook("payment.captured")
     headers = {k: v for k, v in delivery.headers.items() if k != "X-Razorpay-Event-Id"}
     first = razorpay_provider.parse_webhook(body=delivery.body, headers=headers)
-    again = razorpay_provider.parse_webhook(body=delivery.body, headers=headers)
-    assert first.event_id.startswith("sha256:") and first.event_id == again.event_id
+    relabelled = razorpay_provider.parse_webhook(
+        body=delivery.body, headers={**headers, "X-Razorpay-Event-Id": "evt_replayed"}
+    )
+    assert first.event_id == relabelled.event_id
+    # A later event about the same payment is another event.
+    order_paid = razorpay_fake.webhook("order.paid")
+    other = razorpay_provider.parse_webhook(body=order_paid.body, headers=order_paid.headers)
+    assert other.event_id != first.event_id
+    # An event with no entity ids is named by its bytes.
+    bare = razorpay_fake.sign({"event": "account.updated", "payload": {}, "created_at": 1})
+    named = razorpay_provider.parse_webhook(body=bare.body, headers=bare.headers)
+    assert named.event_id.startswith("sha256:")
 
 
 # -- refunds --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI
 
 from coffer import __version__
 from coffer.api import errors
+from coffer.api.inputs import RefuseControlCharacters
 from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
 from coffer.api.routers import auth as auth_routes
@@ -36,8 +37,10 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     for name, value in state.items():
         setattr(app.state, name, value)
     errors.install(app)
+    # Before routing: no control character reaches a route, a log line or the database.
+    app.add_middleware(RefuseControlCharacters)
 
-    health = APIRouter(tags=["health"])
+    health = APIRouter(tags=["health"], responses=errors.responses(*errors.ANY, 503))
 
     @health.get("/healthz", summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:

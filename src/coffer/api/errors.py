@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coffer.errors import CofferError, RateLimited
@@ -38,7 +39,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate_limited": 429,
     "internal_error": 500,
     "provider_rejected": 502,
-    "provider_disabled": 503,
+    "provider_disabled": 422,  # API.md: a provider that is off is a 422 naming it
     "provider_unavailable": 503,
     "unavailable": 503,
 }
@@ -53,6 +54,53 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "rate_limited",
 }
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorOut(BaseModel):
+    """Every answer that is not a success."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+_STATUS_MEANING = {
+    400: "Bad request: a body that is not JSON, or a bad or stale signature",
+    401: "Unauthenticated: a missing, malformed, expired or unknown token",
+    402: "Insufficient funds",
+    403: "Forbidden: a token of the wrong role, or acting for someone else",
+    404: "Not found (someone else's resource is not revealed either)",
+    409: "Conflict: an Idempotency-Key reused with another request, or an invalid state",
+    413: "The request body is too large",
+    422: "Validation error (details.fields names each field), or a provider that is off",
+    429: "Rate limited (see Retry-After)",
+    500: "Something went wrong on our side",
+    502: "The payment provider refused the request",
+    503: "The payment provider or the database is unavailable: retry later",
+}
+# What every operation may answer: bad input anywhere (control characters in the path or query
+# included) and an unexpected failure.
+ANY = (422, 500)
+AUTHENTICATED = (*ANY, 401, 403, 429)
+WITH_BODY = (400, 413)
+PROVIDER = (502, 503)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for these statuses, each with the error shape:
+    `APIRouter(responses=errors.responses(*errors.AUTHENTICATED))`, and per route the rest."""
+    return {
+        status: {"model": ErrorOut, "description": _STATUS_MEANING[status]}
+        for status in sorted(set(statuses))
+    }
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -122,6 +170,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    """The handlers that give every failure the one shape."""
     app.add_exception_handler(CofferError, _coffer_error)
     app.add_exception_handler(LedgerError, _coffer_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

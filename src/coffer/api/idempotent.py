@@ -181,21 +181,30 @@ def _response(
     return Response(content=body, status_code=status_code, media_type=media_type, headers=headers)
 
 
+# The syntax `idempotency.parse_key` takes, as OpenAPI states it: 1 to 255 printable ASCII
+# characters without quotes or backslashes, bare or as a quoted sf-string.
+_KEY_CHARS = r"[ !#-\[\]-~]{1,255}"
+KEY_PATTERN = f'^(?:{_KEY_CHARS}|"{_KEY_CHARS}")$'
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        pattern=KEY_PATTERN,
+        max_length=idempotency.KEY_LENGTH_MAX + 2,
+        description=(
+            "Makes the request safe to retry: the same key and body from the same caller "
+            "return the first answer and move nothing again (kept at least 24 h). "
+            "1 to 255 printable ASCII characters without quotes or backslashes, e.g. a UUID."
+        ),
+    ),
+]
+
+
 async def idempotent_request(
     request: Request,
     principal: AnyPrincipal,
     database: Annotated[Database, Depends(get_database)],
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=idempotency.HEADER,
-            description=(
-                "Makes the request safe to retry: the same key and body from the same caller "
-                "return the first answer and move nothing again (kept at least 24 h). "
-                "1 to 255 printable ASCII characters, e.g. a UUID."
-            ),
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> IdempotentRequest:
     key = None if idempotency_key is None else idempotency.parse_key(idempotency_key)
     # FastAPI has already read the body to parse the route's model; this is the cached copy.
@@ -215,4 +224,12 @@ async def idempotent_request(
 
 Idempotent = Annotated[IdempotentRequest, Depends(idempotent_request)]
 
-__all__ = ["REPLAYED_HEADER", "Idempotent", "IdempotentRequest", "idempotent_request", "render"]
+__all__ = [
+    "KEY_PATTERN",
+    "REPLAYED_HEADER",
+    "IdempotencyKeyHeader",
+    "Idempotent",
+    "IdempotentRequest",
+    "idempotent_request",
+    "render",
+]

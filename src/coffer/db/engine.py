@@ -53,6 +53,7 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     engine = create_engine(
         parsed,
         echo=echo,
+        hide_parameters=True,  # bound values (ids, reasons, secrets' hashes) stay out of logs
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW_MAX,
@@ -86,6 +87,7 @@ def _postgres_engine(url: str, *, echo: bool) -> Engine:
     return create_engine(
         url,
         echo=echo,
+        hide_parameters=True,  # bound values (ids, reasons, secrets' hashes) stay out of logs
         pool_size=POOL_SIZE,
         max_overflow=POOL_OVERFLOW_MAX,
         pool_timeout=POOL_TIMEOUT_S,

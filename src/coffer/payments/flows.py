@@ -70,18 +70,29 @@ def prepare_topup(
     provider_name: str | None,
     default_provider: str,
     request_key: str | None = None,
+    request_fingerprint: bytes = b"",
 ) -> PreparedTopup:
     """Price the top-up and open the order with the provider (no transaction open).
 
-    `request_key` (the client's Idempotency-Key) makes the provider-side call idempotent too
-    where the provider supports it, so a retried request leaves no second open order there.
+    With `request_key` (the client's Idempotency-Key) everything sent to the provider is derived
+    from the request: Coffer's order id and the provider's idempotency key both come from
+    (user, key, request fingerprint). So copies that arrive together, and a retry after a crash
+    between the provider's answer and our commit, send the provider the identical request and
+    get the first order back, instead of a second order (or, at Stripe, a refusal for a key
+    reused with other parameters). A different body under the same key derives other ids, opens
+    its own order, and is then refused 409 by the idempotency claim.
     """
     quote = service.quote_topup(shop, package_id=package_id, diamonds=diamonds, currency=currency)
     provider = providers.get(provider_name or default_provider)
     order_id = service.new_order_id()
     provider_key = None
     if request_key is not None:
-        provider_key = hashlib.sha256(f"topup|{user_id}|{request_key}".encode()).hexdigest()
+        digest = hashlib.sha256(
+            b"topup|%s|%s|%s"
+            % (user_id.encode(), request_key.encode(), request_fingerprint.hex().encode())
+        ).hexdigest()
+        order_id = service.order_id_for_request(digest)
+        provider_key = digest
     provider_order = provider.create_order(
         OrderRequest(
             order_id=order_id,

@@ -169,6 +169,11 @@ def begin_refund(
             fields=[{"field": "body.reason", "message": "required"}],
         )
     requested = fingerprint(amount=amount, reason=reason, force=force)
+    # The order row is locked before the key is looked up: copies of one request queue here,
+    # and each one after the first (PostgreSQL's READ COMMITTED reads afresh after the wait)
+    # finds the refund the first one committed, instead of missing it and then violating the
+    # unique (order_id, idempotency_key) index. SQLite's write lock serialises them anyway.
+    order = _lock_order_row(session, order_id)
     if idempotency_key is not None:
         earlier = session.execute(
             select(refunds).where(
@@ -182,7 +187,6 @@ def begin_refund(
                 )
             return _refund_from_row(earlier), False
 
-    order = _lock_order_row(session, order_id)
     if order.status not in ("succeeded", "partially_refunded"):
         raise InvalidState(
             f"an order that is {order.status} cannot be refunded", status=order.status

@@ -13,6 +13,13 @@ from coffer.payments.service import PaymentOrder
 from coffer.wallets.history_schemas import AccountsOut
 
 Amount = Annotated[int, Field(strict=True, gt=0, le=AMOUNT_MAX)]
+ORDER_ID_PATTERN = r"^pay_[0-9a-z]{1,40}$"  # kit.ids' shape: "pay_" and base32
+ORDER_ID_LENGTH_MAX = 64
+OrderId = Annotated[str, Field(pattern=ORDER_ID_PATTERN, max_length=ORDER_ID_LENGTH_MAX)]
+PackageId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", max_length=64)]
+# Provider ids and proofs: Razorpay's pay_... and hex HMACs, Stripe's pi_..._secret_..., the
+# mock's mock_pay_... and hex.
+ProviderToken = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 ProviderName = Literal["mock", "razorpay", "stripe"]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
@@ -21,13 +28,34 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TopupIn(_In):
-    """`{"package_id"}` or `{"diamonds"}`, with an optional currency and provider."""
+def _exactly_one_of_package_or_diamonds(schema: dict[str, Any]) -> None:
+    # What the validators below enforce, in the document: the optional fields take no null, and
+    # exactly one of package_id and diamonds is given.
+    for prop in schema["properties"].values():
+        choices = prop.pop("anyOf", None)
+        if choices is not None:
+            prop.update(next(c for c in choices if c.get("type") != "null"))
+            prop.pop("default", None)
+    schema["oneOf"] = [{"required": ["package_id"]}, {"required": ["diamonds"]}]
 
-    package_id: Annotated[str | None, Field(max_length=64)] = None
+
+class TopupIn(_In):
+    """Exactly one of `{"package_id"}` or `{"diamonds"}`, with an optional currency and
+    provider."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_of_package_or_diamonds)
+
+    package_id: PackageId | None = None
     diamonds: Amount | None = None
     currency: Currency | None = None
     provider: ProviderName | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(value is None for value in data.values()):
+            raise ValueError("leave an optional field out rather than sending null")
+        return data
 
     @model_validator(mode="after")
     def _one_of(self) -> TopupIn:
@@ -37,9 +65,9 @@ class TopupIn(_In):
 
 
 class VerifyIn(_In):
-    order_id: Annotated[str, Field(min_length=1, max_length=64)]
-    payment_id: Annotated[str, Field(min_length=1, max_length=128)]
-    signature: Annotated[str, Field(min_length=1, max_length=512)]
+    order_id: OrderId
+    payment_id: Annotated[ProviderToken, Field(max_length=128)]
+    signature: Annotated[ProviderToken, Field(max_length=512)]
 
 
 class RefundIn(_In):

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Row, insert, select, update
+from sqlalchemy import CursorResult, Row, select, update
 from sqlalchemy.orm import Session
 
 from coffer import events, ledger
 from coffer.config import DIAMOND, ShopConfig
-from coffer.db import Database
-from coffer.errors import InvalidState, NotFound, ValidationFailed
+from coffer.db import Database, dialect
+from coffer.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from coffer.kit.ids import new_id
 from coffer.kit.money import ceil_div
 from coffer.ledger import TransferRequest
@@ -200,6 +200,21 @@ def new_order_id() -> str:
     return new_id("pay")
 
 
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # kit.ids' alphabet: the same shape of id
+_ID_CHARS = 20
+
+
+def order_id_for_request(digest_hex: str) -> str:
+    """The order id for a request known by a digest (of its Idempotency-Key): the same digest,
+    the same id, so a copy or a retry names the order the first one opened."""
+    value = int(digest_hex, 16)
+    chars = []
+    for _ in range(_ID_CHARS):
+        chars.append(_ID_ALPHABET[value & 31])
+        value >>= 5
+    return f"pay_{''.join(chars)}"
+
+
 def record_order(
     session: Session,
     *,
@@ -211,15 +226,22 @@ def record_order(
     now: datetime,
     metadata: Mapping[str, Any] | None = None,
 ) -> PaymentOrder:
-    """Store an order the provider has opened."""
+    """Store an order the provider has opened; idempotent on `order_id`.
+
+    Copies of one request derive the same order id (`order_id_for_request`): the first inserts,
+    the others find its row and get that order back (on PostgreSQL a copy waits on the unique
+    index until the first commits). A row with that id for another user, purpose or price is a
+    409, never a second order.
+    """
     if provider_order.amount != quote.amount or provider_order.currency != quote.currency:
         raise ledger.InvariantViolated(
             f"the provider opened {provider_order.amount} {provider_order.currency} for a quote of "
             f"{quote.amount} {quote.currency}"
         )
     ensure_user(session, user_id)
-    session.execute(
-        insert(payment_orders).values(
+    inserted = session.execute(
+        dialect.insert(session, payment_orders)
+        .values(
             id=order_id,
             user_id=user_id,
             purpose=purpose,
@@ -236,8 +258,23 @@ def record_order(
             created_at=now,
             updated_at=now,
         )
+        .on_conflict_do_nothing(index_elements=[payment_orders.c.id])
     )
-    return get_order(session, order_id)
+    order = get_order(session, order_id)
+    if isinstance(inserted, CursorResult) and inserted.rowcount == 1:
+        return order
+    same = (order.user_id, order.purpose, order.provider, order.amount, order.currency) == (
+        user_id,
+        purpose,
+        provider_order.provider,
+        quote.amount,
+        quote.currency,
+    )
+    if not same:
+        raise IdempotencyConflict(
+            "this order id was already used for a different order", order_id=order_id
+        )
+    return order
 
 
 def get_order(session: Session, order_id: str, *, for_update: bool = False) -> PaymentOrder:

@@ -7,9 +7,9 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from coffer.errors import BadRequest, ProviderRejected
+from coffer.errors import BadRequest, CofferError, ProviderRejected
 from coffer.ledger.types import AMOUNT_MAX
 
 WEBHOOK_BODY_MAX_BYTES = 1_048_576  # the largest real event is a few KiB; 1 MiB is generous
@@ -88,3 +88,24 @@ def derived_key(value: str, *, pattern: str, length_max: int, prefix: str = "") 
         return candidate
     digest = hashlib.sha256(candidate.encode("utf-8")).hexdigest()
     return digest[:length_max]
+
+
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+E = TypeVar("E", bound=CofferError)
+
+
+def safe_code(value: Any) -> str | None:
+    """A provider's machine-readable code (`card_declined`, `BAD_REQUEST_ERROR`) fit to show a
+    client; None for anything else (free text, objects)."""
+    return value if isinstance(value, str) and _SAFE_CODE.match(value) else None
+
+
+def with_provider_text(error: E, text: str) -> E:
+    """Keep the provider's own words for logs and `str(error)`, out of the answer.
+
+    An error body shows `error.message` (our sentence) and its details (safe codes only); what
+    an SDK exception says is the provider's text, which may quote the request, a key prefix or
+    another customer's data, so it goes no further than the log.
+    """
+    error.args = (f"{error.message} [{text[:500]}]",)
+    return error

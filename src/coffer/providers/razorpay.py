@@ -13,7 +13,8 @@ The SDK's own retry loop is left off (it prints and sleeps up to a minute); ever
 explicit `timeout_s`.
 
 Webhooks: the signature (`X-Razorpay-Signature`) is checked on the raw bytes before anything is
-parsed; the event id is Razorpay's `X-Razorpay-Event-Id` header. Razorpay may send
+parsed; the event is named for the inbox by what that signature covers (its type, time and
+entity ids), not by the unsigned `X-Razorpay-Event-Id` header. Razorpay may send
 `payment.failed` and later `payment.captured` for the same payment (a late authorisation): a
 PAYMENT_FAILED from Razorpay is therefore not final, and whoever applies events must let a later
 PAYMENT_SUCCEEDED win over it.
@@ -53,7 +54,9 @@ from coffer.providers._common import (
     load_event,
     optional_int,
     optional_str,
+    safe_code,
     upper,
+    with_provider_text,
 )
 from coffer.providers.base import (
     OUTBOUND_ATTEMPTS_MAX,
@@ -198,8 +201,8 @@ class RazorpayProvider:
             raise ProviderRejected(
                 "the payment's amount or currency differs from the order's",
                 payment_id=payment_id,
-                paid_amount=payment.get("amount"),
-                paid_currency=payment.get("currency"),
+                paid_amount=optional_int(payment.get("amount")),
+                paid_currency=safe_code(payment.get("currency")),
             )
         status = payment.get("status")
         if status == "authorized":
@@ -208,10 +211,11 @@ class RazorpayProvider:
         # "refunded" is only reached from "captured": the payment was made, refunds are separate.
         if status not in ("captured", "refunded"):
             raise ProviderRejected(
-                f"the payment is {status}, not captured",
+                f"the payment is {safe_code(status)}, not captured",
                 payment_id=payment_id,
-                status=status,
-                failure_reason=payment.get("error_description"),
+                status=safe_code(status),
+                failure_code=safe_code(payment.get("error_reason"))
+                or safe_code(payment.get("error_code")),
             )
         return PaymentConfirmation(
             provider_order_id=provider_order_id,
@@ -255,16 +259,11 @@ class RazorpayProvider:
         event_type = event.get("event")
         if not isinstance(event_type, str) or not event_type:
             raise BadRequest("the Razorpay event has no type")
-        # Razorpay names each delivery in a header; without one, the body's digest still
-        # dedupes a redelivery of the same bytes.
-        event_id = header(headers, EVENT_ID_HEADER) or (
-            "sha256:" + hashlib.sha256(body).hexdigest()
-        )
         payload = event.get("payload")
         payload = payload if isinstance(payload, dict) else {}
         return _translate(
             event_type=event_type,
-            event_id=event_id[:255],
+            event_id=_event_id(event_type, event, payload, body),
             occurred_at=event.get("created_at"),
             payment=_entity(payload, "payment"),
             order=_entity(payload, "order"),
@@ -292,7 +291,10 @@ class RazorpayProvider:
         )
         status = REFUND_STATUSES.get(str(refund.get("status")))
         if status is None:
-            raise ProviderRejected("Razorpay answered a refund in an unknown status", refund=refund)
+            raise ProviderRejected(
+                "Razorpay answered a refund in an unknown status",
+                provider_status=safe_code(refund.get("status")),
+            )
         return ProviderRefund(
             refund_id=_required_str(refund, "id"),
             payment_id=str(refund.get("payment_id") or payment_id),
@@ -333,7 +335,10 @@ class RazorpayProvider:
         )
         status = PAYOUT_STATUSES.get(str(payout.get("status")))
         if status is None:
-            raise ProviderRejected("Razorpay answered a payout in an unknown status", payout=payout)
+            raise ProviderRejected(
+                "Razorpay answered a payout in an unknown status",
+                provider_status=safe_code(payout.get("status")),
+            )
         return ProviderPayout(
             payout_id=_required_str(payout, "id"),
             amount=optional_int(payout.get("amount")) or amount,
@@ -374,14 +379,15 @@ class RazorpayProvider:
 
 
 def _map_error(exc: Exception) -> Exception | None:
-    """Razorpay's and requests' exceptions as Coffer's (the caller raises `from exc`)."""
-    message = str(exc) or type(exc).__name__
+    """Razorpay's and requests' exceptions as Coffer's (the caller raises `from exc`). Razorpay's
+    own words go only to `str()` and the log, never to the client."""
+    text = str(exc) or type(exc).__name__
     if isinstance(exc, razorpay.errors.SignatureVerificationError):
         return InvalidSignature("Razorpay signature verification failed")
     if isinstance(exc, razorpay.errors.BadRequestError):
-        return ProviderRejected(f"Razorpay refused the request: {message}")
+        return with_provider_text(ProviderRejected("Razorpay refused the request"), text)
     if isinstance(exc, razorpay.errors.ServerError | razorpay.errors.GatewayError):
-        return ProviderUnavailable(f"Razorpay failed to answer: {message}")
+        return with_provider_text(ProviderUnavailable("Razorpay failed to answer"), text)
     if isinstance(exc, requests.Timeout):
         return ProviderUnavailable("Razorpay did not answer in time")
     if isinstance(exc, requests.RequestException):
@@ -436,6 +442,31 @@ def _translate(
         data=event,
         **fields,
     )
+
+
+def _event_id(
+    event_type: str, event: Mapping[str, Any], payload: Mapping[str, Any], body: bytes
+) -> str:
+    """The inbox's name for an event, from what the signature covers.
+
+    Not `X-Razorpay-Event-Id`: the signature does not cover headers, so anyone replaying a
+    signed body under a new header value would have it processed again. The event's own type,
+    time and entity ids name it however Razorpay serialises a redelivery; a body without entity
+    ids is named by its bytes.
+    """
+    ids = sorted(
+        f"{name}={entity['id']}"
+        for name, wrapper in payload.items()
+        if isinstance(wrapper, dict)
+        and isinstance(entity := wrapper.get("entity"), dict)
+        and isinstance(entity.get("id"), str)
+        and entity["id"]
+    )
+    if not ids:
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+    created_at = event.get("created_at")
+    named = "|".join([event_type, str(created_at if type(created_at) is int else ""), *ids])
+    return "rzp:" + hashlib.sha256(named.encode("utf-8")).hexdigest()
 
 
 def _entity(payload: dict[str, Any], name: str) -> dict[str, Any]:

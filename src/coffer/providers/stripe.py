@@ -47,7 +47,9 @@ from coffer.providers._common import (
     load_event,
     optional_int,
     optional_str,
+    safe_code,
     upper,
+    with_provider_text,
 )
 from coffer.providers.base import (
     OUTBOUND_ATTEMPTS_MAX,
@@ -195,14 +197,14 @@ class StripeProvider:
             error = intent.get("last_payment_error")
             raise ProviderRejected(
                 f"the PaymentIntent is {status}, not succeeded",
-                status=status,
-                failure_reason=error.get("message") if isinstance(error, dict) else None,
+                status=safe_code(status),
+                failure_code=safe_code(error.get("code")) if isinstance(error, dict) else None,
             )
         received = intent.get("amount_received")
         if intent.get("amount") != amount or received != amount:
             raise ProviderRejected(
                 "the PaymentIntent's amount differs from the order's",
-                paid_amount=received,
+                paid_amount=optional_int(received),
             )
         if upper(intent.get("currency")) != currency:
             raise ProviderRejected("the PaymentIntent's currency differs from the order's")
@@ -323,15 +325,18 @@ class StripeProvider:
 
 
 def _map_error(exc: stripe.StripeError) -> Exception:
-    """A Stripe SDK error as Coffer's: retry later, or the provider said no."""
-    message = exc.user_message or str(exc) or type(exc).__name__
-    details = {"provider_code": exc.code, "http_status": exc.http_status}
+    """A Stripe SDK error as Coffer's: retry later, or the provider said no. Our sentence and
+    Stripe's error code go to the client; Stripe's own words only to `str()` and the log."""
+    text = exc.user_message or str(exc) or type(exc).__name__
+    details = {"provider_code": safe_code(exc.code), "http_status": exc.http_status}
     if isinstance(exc, stripe.SignatureVerificationError):
         return InvalidSignature("Stripe signature verification failed")
     if isinstance(exc, stripe.APIConnectionError):
-        return ProviderUnavailable(f"Stripe could not be reached: {message}", **details)
+        return with_provider_text(
+            ProviderUnavailable("Stripe could not be reached", **details), text
+        )
     if isinstance(exc, stripe.RateLimitError):
-        return ProviderUnavailable(f"Stripe is rate limiting: {message}", **details)
+        return with_provider_text(ProviderUnavailable("Stripe is rate limiting", **details), text)
     if isinstance(
         exc,
         stripe.InvalidRequestError
@@ -340,13 +345,13 @@ def _map_error(exc: stripe.StripeError) -> Exception:
         | stripe.PermissionError
         | stripe.IdempotencyError,
     ):
-        return ProviderRejected(f"Stripe refused the request: {message}", **details)
+        return with_provider_text(ProviderRejected("Stripe refused the request", **details), text)
     # APIError and the rest: a 5xx, a 409 still conflicting after retries, or no status at all
     # is Stripe's trouble; any other 4xx is a refusal.
     status = exc.http_status
     if status is None or status >= 500 or status == 409:
-        return ProviderUnavailable(f"Stripe failed to answer: {message}", **details)
-    return ProviderRejected(f"Stripe refused the request: {message}", **details)
+        return with_provider_text(ProviderUnavailable("Stripe failed to answer", **details), text)
+    return with_provider_text(ProviderRejected("Stripe refused the request", **details), text)
 
 
 def _translate(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from coffer.api import errors
 from coffer.api.deps import AdminPrincipal, DatabaseDep
 from coffer.audit.verify import verify_books
 
-router = APIRouter(prefix="/admin/ledger", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/ledger", tags=["admin"], responses=errors.responses(*errors.AUTHENTICATED)
+)
 
 
 class CheckOut(BaseModel):

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from coffer import idempotency
+from coffer.api import errors
 from coffer.api.deps import AdminPrincipal, DatabaseDep, clock_of, get_providers
+from coffer.api.idempotent import IdempotencyKeyHeader
 from coffer.api.pagination import Cursor, Limit, TimeBound, decode_cursor, encode_cursor, time_range
+from coffer.auth import USER_ID_LENGTH_MAX, USER_ID_PATTERN
 from coffer.payments import flows
 from coffer.payments import refunds as refund_service
 from coffer.payments import service as payments
-from coffer.payments.schemas import OrderOut, RefundIn, RefundOut, RefundResultOut
+from coffer.payments.schemas import (
+    ORDER_ID_LENGTH_MAX,
+    ORDER_ID_PATTERN,
+    OrderOut,
+    RefundIn,
+    RefundOut,
+    RefundResultOut,
+)
 
-router = APIRouter(prefix="/admin/payment-orders", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/payment-orders",
+    tags=["admin"],
+    responses=errors.responses(*errors.AUTHENTICATED),
+)
 
-OrderId = Annotated[str, Path(min_length=1, max_length=64)]
+OrderId = Annotated[str, Path(pattern=ORDER_ID_PATTERN, max_length=ORDER_ID_LENGTH_MAX)]
 Status = Literal[
     "created", "pending", "succeeded", "failed", "cancelled", "partially_refunded", "refunded"
 ]
@@ -42,7 +56,9 @@ def list_orders(
     cursor: Cursor = None,
     status: Status | None = None,
     provider: Literal["mock", "razorpay", "stripe"] | None = None,
-    user_id: Annotated[str | None, Query(max_length=64)] = None,
+    user_id: Annotated[
+        str | None, Query(pattern=USER_ID_PATTERN, max_length=USER_ID_LENGTH_MAX)
+    ] = None,
     created_from: Annotated[TimeBound, Query(alias="from")] = None,
     created_to: Annotated[TimeBound, Query(alias="to")] = None,
 ) -> OrderPageOut:
@@ -66,7 +82,9 @@ def list_orders(
     )
 
 
-@router.get("/{order_id}", summary="One payment order with its refunds")
+@router.get(
+    "/{order_id}", summary="One payment order with its refunds", responses=errors.responses(404)
+)
 def get_order(order_id: OrderId, _: AdminPrincipal, database: DatabaseDep) -> OrderDetailOut:
     with database.read() as session:
         order = payments.get_order(session, order_id)
@@ -79,6 +97,7 @@ def get_order(order_id: OrderId, _: AdminPrincipal, database: DatabaseDep) -> Or
 @router.post(
     "/{order_id}/refund",
     status_code=201,
+    responses=errors.responses(*errors.WITH_BODY, *errors.PROVIDER, 402, 404, 409),
     summary="Refund all or part of a paid order; claws back its diamonds in proportion",
 )
 def refund(
@@ -87,7 +106,7 @@ def refund(
     request: Request,
     principal: AdminPrincipal,
     database: DatabaseDep,
-    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> RefundResultOut:
     """The refund takes two transactions around the provider's call, so its Idempotency-Key is
     kept on the refund itself: the same key and body return that refund as it now stands."""

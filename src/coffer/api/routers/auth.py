@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
+from coffer.api import errors
 from coffer.api.deps import ServicePrincipal, get_authenticator
 from coffer.auth import (
     TOKEN_TTL_S_DEFAULT,
@@ -17,7 +18,9 @@ from coffer.auth import (
     Authenticator,
 )
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(
+    tags=["auth"], responses=errors.responses(*errors.AUTHENTICATED, *errors.WITH_BODY)
+)
 
 
 class TokenIn(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from coffer.api import errors
 from coffer.api.deps import (
     AdminPrincipal,
     AnyPrincipal,
@@ -32,12 +33,20 @@ from coffer.calls.schemas import (
 from coffer.errors import NotFound
 from coffer.payments.service import decode_order_cursor
 
-router = APIRouter(tags=["calls"])
+router = APIRouter(tags=["calls"], responses=errors.responses(*errors.AUTHENTICATED))
+# A unit of work the writer could not commit (the database away) answers 503: retry it.
+MONEY = (*errors.WITH_BODY, 404, 409, 503)
 CallIdPath = Annotated[str, Path(pattern=r"^call_[0-9a-z]{20}$")]
 UserIdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 
 
-@router.post("/calls", status_code=201, response_model=CallEnvelope, summary="Start a call")
+@router.post(
+    "/calls",
+    status_code=201,
+    response_model=CallEnvelope,
+    responses=errors.responses(*MONEY, 402),
+    summary="Start a call",
+)
 async def start_call(
     body: StartCallIn,
     request: Request,
@@ -67,7 +76,12 @@ def _call(database: DatabaseDep, call_id: str) -> calls.Call:
         return calls.get_call(session, call_id)
 
 
-@router.post("/calls/{call_id}/extend", response_model=CallEnvelope, summary="Hold another stretch")
+@router.post(
+    "/calls/{call_id}/extend",
+    response_model=CallEnvelope,
+    responses=errors.responses(*MONEY, 402),
+    summary="Hold another stretch",
+)
 async def extend_call(
     call_id: CallIdPath,
     request: Request,
@@ -85,7 +99,12 @@ async def extend_call(
     return response
 
 
-@router.post("/calls/{call_id}/end", response_model=CallEnvelope, summary="End a call and bill it")
+@router.post(
+    "/calls/{call_id}/end",
+    response_model=CallEnvelope,
+    responses=errors.responses(*MONEY),
+    summary="End a call and bill it",
+)
 async def end_call(
     call_id: CallIdPath,
     body: EndCallIn,
@@ -106,7 +125,11 @@ async def end_call(
     return response
 
 
-@router.get("/calls/{call_id}", summary="One call (its parties, or a service or admin key)")
+@router.get(
+    "/calls/{call_id}",
+    responses=errors.responses(404),
+    summary="One call (its parties, or a service or admin key)",
+)
 def get_call(call_id: CallIdPath, principal: AnyPrincipal, database: DatabaseDep) -> CallEnvelope:
     call = _call(database, call_id)
     if principal.is_user and principal.user_id not in (call.caller_id, call.host_id):
@@ -137,7 +160,11 @@ def admin_calls(
     )
 
 
-@router.put("/admin/settings/call-rate", summary="Set the global call rate, or a host's own")
+@router.put(
+    "/admin/settings/call-rate",
+    responses=errors.responses(*errors.WITH_BODY, 409),
+    summary="Set the global call rate, or a host's own",
+)
 def put_call_rate(
     body: CallRateIn,
     request: Request,

@@ -8,10 +8,11 @@ from typing import Annotated, Generic, Literal, TypeVar
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from coffer.api import errors
 from coffer.api.deps import SettingsDep, ShopDep, get_providers
 from coffer.providers import Providers
 
-router = APIRouter(tags=["config"])
+router = APIRouter(tags=["config"], responses=errors.responses(*errors.ANY))
 
 T = TypeVar("T")
 

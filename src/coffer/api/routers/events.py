@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from coffer import events
+from coffer.api import errors
 from coffer.api.deps import DatabaseDep, UserPrincipal
 from coffer.api.pagination import Limit
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=errors.responses(*errors.AUTHENTICATED))
 
 
 class EventOut(BaseModel):

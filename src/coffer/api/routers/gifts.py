@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from coffer.api import errors
 from coffer.api.deps import AdminPrincipal, DatabaseDep, ShopDep, UserPrincipal, get_writer
 from coffer.api.idempotent import Idempotent
 from coffer.api.pagination import Cursor, Limit, TimeBound, decode_cursor, encode_cursor, time_range
@@ -21,7 +22,9 @@ from coffer.gifts.schemas import (
 )
 from coffer.payments.service import decode_order_cursor
 
-router = APIRouter(tags=["gifts"])
+router = APIRouter(tags=["gifts"], responses=errors.responses(*errors.AUTHENTICATED))
+# A unit of work the writer could not commit (the database away) answers 503: retry it.
+MONEY = (*errors.WITH_BODY, 409, 503)
 UserIdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 
 
@@ -29,6 +32,7 @@ UserIdFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
     "/wallet/send-gift",
     status_code=201,
     response_model=SendGiftOut,
+    responses=errors.responses(*MONEY, 402, 404),
     summary="Send diamonds (or a catalog gift) to a host: split with the agency and platform",
 )
 async def send_gift(

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from coffer import wallets
+from coffer.api import errors
 from coffer.api.deps import (
     AdminPrincipal,
     DatabaseDep,
@@ -27,13 +28,17 @@ from coffer.wallets.schemas import (
 )
 from coffer.wallets.service import AGENCY_ID_PATTERN
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], responses=errors.responses(*errors.AUTHENTICATED))
 
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, max_length=USER_ID_LENGTH_MAX)]
 AgencyIdPath = Annotated[str, Path(pattern=AGENCY_ID_PATTERN, max_length=USER_ID_LENGTH_MAX)]
 
 
-@router.put("/users/{user_id}", summary="Set a user's profile (service or admin key)")
+@router.put(
+    "/users/{user_id}",
+    summary="Set a user's profile (service or admin key)",
+    responses=errors.responses(*errors.WITH_BODY, 404),
+)
 def put_user(
     user_id: UserIdPath, body: UserIn, _: ServicePrincipal, database: DatabaseDep
 ) -> UserOut:
@@ -60,7 +65,11 @@ def me(principal: UserPrincipal, database: DatabaseDep) -> UserWithBalancesOut:
     return _with_balances(database, principal.user_id)
 
 
-@router.put("/agencies/{agency_id}", summary="Create or replace an agency (admin key)")
+@router.put(
+    "/agencies/{agency_id}",
+    summary="Create or replace an agency (admin key)",
+    responses=errors.responses(*errors.WITH_BODY),
+)
 def put_agency(
     agency_id: AgencyIdPath,
     body: AgencyIn,

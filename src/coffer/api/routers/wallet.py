@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from coffer import ledger
+from coffer.api import errors
 from coffer.api.deps import (
     DatabaseDep,
     SettingsDep,
@@ -46,7 +47,9 @@ from coffer.wallets.history_schemas import (
     SummaryOut,
 )
 
-router = APIRouter(prefix="/wallet", tags=["wallet"])
+router = APIRouter(
+    prefix="/wallet", tags=["wallet"], responses=errors.responses(*errors.AUTHENTICATED)
+)
 
 TypeFilter = Annotated[
     str | None,
@@ -208,6 +211,7 @@ def transactions_csv(
     "/topup",
     status_code=201,
     response_model=TopupOut,
+    responses=errors.responses(*errors.WITH_BODY, *errors.PROVIDER, 404, 409),
     summary="Open a payment order for diamonds (a package or a number of diamonds)",
 )
 def topup(
@@ -220,7 +224,9 @@ def topup(
 ) -> Response:
     assert principal.user_id is not None
     # The provider is called before the transaction opens (see payments/flows.py), so a
-    # replay is answered first, without asking the provider for another order.
+    # replay is answered first, without asking the provider again. Copies that get past this
+    # together send the provider the same request (ids derived from the key) and then queue on
+    # the idempotency claim in `run`: one records the order, the rest replay its answer.
     if (replayed := idem.replay()) is not None:
         return replayed
     prepared = flows.prepare_topup(
@@ -233,6 +239,7 @@ def topup(
         provider_name=body.provider,
         default_provider=settings.default_provider,
         request_key=idem.key,
+        request_fingerprint=idem.fingerprint,
     )
     now = clock_of(request)
     return idem.run(
@@ -244,6 +251,7 @@ def topup(
 @router.post(
     "/verify",
     response_model=VerifyOut,
+    responses=errors.responses(*errors.WITH_BODY, *errors.PROVIDER, 404, 409),
     summary="Verify the client's payment confirmation and credit the order (once)",
 )
 async def verify(

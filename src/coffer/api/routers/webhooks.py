@@ -12,11 +12,16 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from coffer.api import errors
 from coffer.api.deps import DatabaseDep, clock_of, get_providers, get_writer
 from coffer.errors import CofferError
 from coffer.webhooks import flows
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/webhooks",
+    tags=["webhooks"],
+    responses=errors.responses(*errors.ANY, *errors.WITH_BODY, 503),
+)
 
 BODY_BYTES_MAX = 1024 * 1024
 
@@ -34,7 +39,6 @@ class WebhookOut(BaseModel):
 @router.post(
     "/{provider}",
     summary="Receive a provider's signed event",
-    responses={400: {"description": "bad or stale signature"}},
 )
 async def receive(
     provider: Literal["razorpay", "stripe", "mock"], request: Request, database: DatabaseDep
