@@ -67,7 +67,7 @@ def prepare_topup(
     diamonds: int | None,
     currency: str | None,
     provider_name: str | None,
-    default_provider: str,
+    default_provider: str | None,
     request_key: str | None = None,
 ) -> PreparedTopup:
     """Price the top-up and open the order with the provider (no transaction open).
@@ -76,6 +76,8 @@ def prepare_topup(
     where the provider supports it, so a retried request leaves no second open order there.
     """
     quote = service.quote_topup(shop, package_id=package_id, diamonds=diamonds, currency=currency)
+    # The provider named (or the default, which start-up checked is on): one that is off is a
+    # 422 naming it (ProviderOff), never a quiet switch to another provider.
     provider = providers.get(provider_name or default_provider)
     order_id = service.new_order_id()
     provider_key = None
