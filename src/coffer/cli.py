@@ -67,7 +67,11 @@ def serve(
 
     settings = _settings(database_url)
     configure_logging(settings.log_level)
-    coffer = build(settings)
+    try:
+        coffer = build(settings)
+    except ConfigError as exc:
+        typer.echo(f"coffer: refusing to start:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
     for line in coffer.startup_notes:
         typer.echo(line, err=True)
     # Everything made at start-up lives as long as the process: keep the garbage collector
@@ -81,6 +85,9 @@ def serve(
             port=port or settings.port,
             log_level=settings.log_level,
             access_log=False,
+            # Forwarded headers are read by Coffer itself, only from COFFER_TRUSTED_PROXIES
+            # (api/deps.py): uvicorn's own rewriting would trust any loopback peer.
+            proxy_headers=False,
         )
     finally:
         background.stop()
@@ -276,6 +283,10 @@ def token(
     from coffer.kit.clock import rfc3339, utc_now
 
     settings = _settings(database_url)
+    if settings.env == "production" and settings.jwt_secret is None:
+        # A generated secret would sign tokens the production server refuses to start without.
+        typer.echo("coffer: COFFER_JWT_SECRET is required in production", err=True)
+        raise typer.Exit(2)
     configured = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     try:
         with _migrated(settings) as database, database.unit_of_work() as session:

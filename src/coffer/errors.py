@@ -7,6 +7,7 @@ sits below everything and imports nothing from Coffer.
     CofferError
     ├── BadRequest              bad_request
     ├── ValidationFailed        validation_error
+    │   └── ProviderOff         validation_error  (a request named a provider that is off)
     ├── Unauthenticated         unauthenticated
     ├── Forbidden               forbidden
     │   └── KycRequired         kyc_required
@@ -18,7 +19,7 @@ sits below everything and imports nothing from Coffer.
     ├── IdempotencyConflict     idempotency_conflict
     ├── InvalidSignature        invalid_signature
     ├── RateLimited             rate_limited
-    ├── ProviderDisabled        provider_disabled  (a provider without its keys)
+    ├── ProviderDisabled        provider_disabled  (an enabled provider lacks a secret it needs)
     ├── ProviderUnavailable     provider_unavailable  (retry later)
     └── ProviderRejected        provider_rejected  (the provider said no)
 """
@@ -43,6 +44,12 @@ class BadRequest(CofferError):
 
 class ValidationFailed(CofferError):
     code = "validation_error"
+
+
+class ProviderOff(ValidationFailed):
+    """A request named a payment provider that is off here (no keys, the mock in production).
+
+    A 422 naming the provider and why; never answered by another provider in its place."""
 
 
 class Unauthenticated(CofferError):

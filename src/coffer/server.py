@@ -120,6 +120,12 @@ class Coffer:
             self.writer.close()
 
 
+log = structlog.get_logger(__name__)
+
+MOCK_ANNOUNCEMENT = (
+    "COFFER_MOCK_ENABLED=true: the mock provider is on beside real providers; its orders credit "
+    "diamonds nobody paid for (development only)"
+)
 HOLD_SWEEP_INTERVAL_S = 5.0
 CALL_SWEEP_INTERVAL_S = 5.0
 WEBHOOK_RETRY_INTERVAL_S = 5.0
@@ -140,7 +146,11 @@ def build(
     settings: Settings, *, run_migrations: bool = True, first_admin_key: bool = True
 ) -> Coffer:
     """Connect, migrate and assemble. `coffer serve` takes the default `first_admin_key=True`;
-    other callers that cannot show a one-time key to an operator pass False."""
+    other callers that cannot show a one-time key to an operator pass False.
+
+    ConfigError, before anything is touched, for settings that must not serve (production
+    without COFFER_JWT_SECRET or with the mock forced on; a default provider that is off)."""
+    settings.refuse_bad_startup()
     database = Database.connect(settings.database_url)
     if run_migrations:
         migrate(database)
@@ -149,13 +159,28 @@ def build(
 
 def assemble(settings: Settings, database: Database, *, first_admin_key: bool = False) -> Coffer:
     """Everything above an open, migrated database (tests bring their own database)."""
+    settings.refuse_bad_startup()
     notes: list[str] = []
     configured_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    configured_mock = (
+        settings.mock_webhook_secret.get_secret_value() if settings.mock_webhook_secret else None
+    )
+    mock_secret = None
     with database.unit_of_work() as session:
         wallets.define_assets(session, settings.shop)
         # COFFER_JWT_SECRET, or the one generated on the first start and kept in the database.
         jwt_secret = auth.jwt_secret(session, configured=configured_secret)
+        if settings.mock_on:
+            # Likewise the mock's secret, so its orders verify after a restart.
+            mock_secret = auth.mock_webhook_secret(session, configured=configured_mock)
         issued = auth.issue_first_admin_key(session) if first_admin_key else None
+    if settings.mock_beside_real_providers:
+        # Every start says so: sandbox orders credit diamonds nobody paid for.
+        log.warning(
+            "mock_provider_enabled",
+            message=MOCK_ANNOUNCEMENT,
+            real_providers=settings.real_providers_configured,
+        )
     if issued is not None:
         notes += [
             "This database had no admin key, so here is its first one. It is shown this once",
@@ -179,7 +204,7 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         settings=settings,
         authenticator=auth.Authenticator(database, jwt_secret=jwt_secret),
         rate_limiter=rate_limiter,
-        providers=Providers.from_settings(settings),
+        providers=Providers.from_settings(settings, mock_webhook_secret=mock_secret),
     )
     return Coffer(
         settings=settings,

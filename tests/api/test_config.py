@@ -70,6 +70,7 @@ def test_public_config_shows_public_keys_and_never_secrets(db: Database) -> None
         db,
         razorpay_key_id="rzp_test_PUBLICKEY",
         stripe_publishable_key="pk_test_PUBLISHABLE",
+        default_provider="razorpay",  # with two real providers the default must be named
         **secrets,
     ) as api:
         response = api.client.get("/config/public")

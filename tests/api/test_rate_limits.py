@@ -104,9 +104,48 @@ def test_failed_authentication_is_throttled_per_address(db: Database, storage: s
         for _ in range(3):
             response = api.client.get("/me", headers=bearer("guess-" + uuid.uuid4().hex))
             assert_error(response, 401, "unauthenticated")
-        # The budget is spent: even a right guess is refused now, so guessing learns nothing.
-        _assert_rate_limited(api.client.get("/me", headers=api.user("u1")))
-        _assert_rate_limited(api.client.get("/me", headers=bearer("guess")))
+        # The budget is spent: every further failing guess is refused, whatever it is.
+        _assert_rate_limited(api.client.get("/me", headers=bearer("guess-" + uuid.uuid4().hex)))
+        _assert_rate_limited(api.client.get("/me", headers=bearer("ck_" + "x" * 43)))
+
+
+def test_valid_credentials_are_never_locked_out_by_their_address(
+    db: Database, storage: str | None
+) -> None:
+    # Issue 7 item 7: 60 bad tokens a minute from one address answered every valid user of
+    # that address, and the admin key, 429.
+    with make_api(db) as api:
+        api.use_rate_limiter(_limiter(storage, per_principal="600/minute", failures="60/minute"))
+        answers = [
+            api.client.get("/me", headers=bearer("guess-" + uuid.uuid4().hex)).status_code
+            for _ in range(61)
+        ]
+        assert answers == [401] * 60 + [429]
+        assert api.client.get("/me", headers=api.user("u1")).status_code == 200
+        assert api.client.get("/admin/payment-orders", headers=api.admin()).status_code == 200
+        assert api.client.get("/me", headers=api.user("u2")).status_code == 200
+        # ... and the address is still refused for anything that does not verify.
+        _assert_rate_limited(api.client.get("/me", headers=bearer("guess-again")))
+        revoked = api.new_key("service")
+        with api.database.unit_of_work() as session:
+            auth.revoke_api_key(session, revoked.record.id)
+        _assert_rate_limited(api.client.get("/me", headers=bearer(revoked.key)))
+
+
+def test_a_bad_credential_is_throttled_from_every_address(db: Database) -> None:
+    limiter = _limiter(None, per_principal="100/minute", failures="2/minute")
+    replayed = bearer("leaked-" + uuid.uuid4().hex)
+    with make_api(db, client_address="203.0.113.7") as first:
+        first.use_rate_limiter(limiter)
+        for _ in range(2):
+            assert_error(first.client.get("/me", headers=replayed), 401, "unauthenticated")
+    with make_api(db, client_address="198.51.100.9") as second:
+        second.use_rate_limiter(limiter)
+        # A fresh address, but the credential has spent its budget.
+        _assert_rate_limited(second.client.get("/me", headers=replayed))
+        # The address itself still has budget for another credential.
+        assert_error(second.client.get("/me", headers=bearer("other")), 401, "unauthenticated")
+        assert second.client.get("/me", headers=second.user("u1")).status_code == 200
 
 
 def test_failures_from_one_address_do_not_lock_out_another(db: Database) -> None:
@@ -114,11 +153,71 @@ def test_failures_from_one_address_do_not_lock_out_another(db: Database) -> None
     with make_api(db, client_address="203.0.113.7") as attacker:
         attacker.use_rate_limiter(limiter)
         for _ in range(3):
-            attacker.client.get("/me", headers=bearer("guess"))
-        _assert_rate_limited(attacker.client.get("/me", headers=attacker.user("u1")))
+            attacker.client.get("/me", headers=bearer("guess-" + uuid.uuid4().hex))
+        _assert_rate_limited(attacker.client.get("/me", headers=bearer("guess")))
     with make_api(db, client_address="198.51.100.9") as honest:
         honest.use_rate_limiter(limiter)
+        assert_error(honest.client.get("/me", headers=bearer("typo")), 401, "unauthenticated")
         assert honest.client.get("/me", headers=honest.user("u1")).status_code == 200
+
+
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(db: Database) -> None:
+    limiter = _limiter(None, per_principal="100/minute", failures="2/minute")
+    with make_api(db, client_address="203.0.113.7", trusted_proxies="10.0.0.0/8") as attacker:
+        attacker.use_rate_limiter(limiter)
+        # A new "client" in each header cannot dodge the limit ...
+        for spoofed in ("192.0.2.1", "192.0.2.2"):
+            response = attacker.client.get(
+                "/me",
+                headers={**bearer("guess-" + spoofed), "X-Forwarded-For": spoofed},
+            )
+            assert_error(response, 401, "unauthenticated")
+        for header in ("X-Forwarded-For", "Forwarded"):
+            value = "192.0.2.3" if header == "X-Forwarded-For" else "for=192.0.2.3"
+            response = attacker.client.get(
+                "/me", headers={**bearer("guess-" + uuid.uuid4().hex), header: value}
+            )
+            _assert_rate_limited(response)
+        # ... nor frame another address: the one it named keeps its whole budget.
+        for _ in range(2):
+            attacker.client.get(
+                "/me",
+                headers={**bearer("guess-" + uuid.uuid4().hex), "X-Forwarded-For": "198.51.100.9"},
+            )
+    with make_api(db, client_address="198.51.100.9") as framed:
+        framed.use_rate_limiter(limiter)
+        for _ in range(2):
+            response = framed.client.get("/me", headers=bearer("typo-" + uuid.uuid4().hex))
+            assert_error(response, 401, "unauthenticated")
+
+
+def test_forwarded_headers_from_a_trusted_proxy_name_the_client(db: Database) -> None:
+    limiter = _limiter(None, per_principal="100/minute", failures="2/minute")
+    with make_api(db, client_address="10.1.2.3", trusted_proxies="10.0.0.0/8, ::1") as proxied:
+        proxied.use_rate_limiter(limiter)
+
+        def guess(**headers: str) -> httpx.Response:
+            return proxied.client.get(
+                "/me", headers={**bearer("guess-" + uuid.uuid4().hex), **headers}
+            )
+
+        # The client 203.0.113.7 behind two proxies of ours; what it wrote itself (the
+        # left-most entries) changes nothing.
+        for spoofed in ("192.0.2.1", "192.0.2.2"):
+            response = guess(**{"X-Forwarded-For": f"{spoofed}, 203.0.113.7, 10.9.9.9"})
+            assert_error(response, 401, "unauthenticated")
+        _assert_rate_limited(guess(**{"X-Forwarded-For": "203.0.113.7"}))
+        _assert_rate_limited(guess(Forwarded='for=192.0.2.9, for="203.0.113.7:4711"'))
+        # Another client behind the same proxy has its own budget ...
+        assert_error(guess(**{"X-Forwarded-For": "198.51.100.9"}), 401, "unauthenticated")
+        assert_error(
+            guess(Forwarded='for="[2001:db8::17]:4711";proto=https'), 401, "unauthenticated"
+        )
+        # ... and a valid token from the limited one still works.
+        response = proxied.client.get(
+            "/me", headers={**proxied.user("u1"), "X-Forwarded-For": "203.0.113.7"}
+        )
+        assert response.status_code == 200, response.text
 
 
 def test_missing_token_does_not_spend_the_failure_budget(db: Database) -> None:

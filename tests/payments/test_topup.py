@@ -94,9 +94,12 @@ def test_disabled_provider_says_so(api: Api) -> None:
         json={"package_id": "popular", "provider": "stripe"},
         headers=api.user("alice"),
     )
-    details = assert_error(response, 422, "provider_disabled")
-    assert details["provider"] == "stripe"  # the answer names the provider that is off
+    # API.md: a top-up naming a provider that is off is a 422 that names it and says why.
+    details = assert_error(response, 422, "validation_error")
+    assert details["provider"] == "stripe"
+    assert [f["field"] for f in details["fields"]] == ["provider"]
     assert "COFFER_STRIPE_API_KEY" in response.json()["error"]["message"]
+    assert wallet_balance(api, "alice") == 0
 
 
 @pytest.mark.parametrize("field", ["signature", "payment_id"])

@@ -43,7 +43,6 @@ def coffer_serve(database_url: str, *, jwt_secret: str, log_dir: Path) -> Iterat
         "COFFER_JWT_SECRET": jwt_secret,
         "COFFER_RATE_LIMIT": "1000000/minute",
         "COFFER_LOG_LEVEL": "warning",
-        "COFFER_MOCK_WEBHOOK_SECRET": "mock-secret-for-tests-" + "m" * 16,
     }
     coffer = Path(sys.executable).with_name("coffer")
     with log.open("wb") as out:

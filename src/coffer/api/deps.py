@@ -19,6 +19,7 @@ depends on `current_principal` too) counts once.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -26,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from coffer.auth import Authenticator, Principal, RateLimiter, ensure_acts_for
-from coffer.config import Settings, ShopConfig
+from coffer.config import IpNetwork, Settings, ShopConfig
 from coffer.db import Database, Writer
 from coffer.errors import Forbidden, Unauthenticated
 from coffer.kit.clock import Clock, utc_now
@@ -81,9 +82,68 @@ def get_rate_limiter(request: HTTPConnection) -> RateLimiter:
 
 
 def client_address(connection: HTTPConnection) -> str:
-    """The peer's address (behind a proxy, run uvicorn with --proxy-headers so this is the
-    client's, not the proxy's)."""
-    return connection.client.host if connection.client else UNKNOWN_ADDRESS
+    """The client's address: the peer's, or, when the peer is one of COFFER_TRUSTED_PROXIES,
+    the one its `Forwarded` / `X-Forwarded-For` header names.
+
+    Anyone can send those headers, so they are read only from a trusted peer, and only up to
+    the first hop that is not itself a trusted proxy (the right-most untrusted address: what a
+    client writes to the left of it cannot move it). Nothing is parsed when no proxy is trusted.
+    """
+    peer = connection.client.host if connection.client else UNKNOWN_ADDRESS
+    trusted = get_settings(connection).trusted_proxy_networks
+    if not trusted or not _is_trusted(_ip(peer), trusted):
+        return peer
+    hops = _forwarded_hops(connection)
+    for hop in reversed(hops):
+        address = _ip(hop)
+        if address is None:
+            return peer  # no proxy of ours wrote this hop: the peer is all that is known
+        if not _is_trusted(address, trusted):
+            return str(address)
+    # Every hop is a proxy of ours (a request from inside): the first one is the client.
+    first = _ip(hops[0]) if hops else None
+    return str(first) if first is not None else peer
+
+
+FORWARDED_HOPS_MAX = 32
+_IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _forwarded_hops(connection: HTTPConnection) -> list[str]:
+    """The `for=` addresses of RFC 7239 `Forwarded`, else those of `X-Forwarded-For`, left to
+    right as the proxies appended them (the last FORWARDED_HOPS_MAX)."""
+    forwarded = connection.headers.getlist("forwarded")
+    hops: list[str] = []
+    if forwarded:
+        for element in ",".join(forwarded).split(","):
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.lower() == "for":
+                    hops.append(_strip_port(value.strip().strip('"')))
+    else:
+        for line in connection.headers.getlist("x-forwarded-for"):
+            hops.extend(_strip_port(hop.strip()) for hop in line.split(","))
+    return hops[-FORWARDED_HOPS_MAX:]
+
+
+def _strip_port(value: str) -> str:
+    # "[2001:db8::1]:4711" -> "2001:db8::1"; "192.0.2.1:80" -> "192.0.2.1"; bare v6 is left be.
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    if value.count(":") == 1:
+        return value.partition(":")[0]
+    return value
+
+
+def _ip(value: str) -> _IpAddress | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: _IpAddress | None, trusted: tuple[IpNetwork, ...]) -> bool:
+    return address is not None and any(address in network for network in trusted)
 
 
 def authenticate_token(connection: HTTPConnection, token: str | None) -> Principal:
@@ -91,18 +151,19 @@ def authenticate_token(connection: HTTPConnection, token: str | None) -> Princip
     WebSocket's `?token=` (pass the `Request` or `WebSocket`).
 
     401 `unauthenticated` for a missing, malformed, expired, tampered or wrongly signed token
-    and for an unknown or revoked key; 429 `rate_limited` when the client's address has failed
-    too often (checked before the token is looked at) or the principal is over its limit.
+    and for an unknown or revoked key; 429 `rate_limited` instead when such a failure comes from
+    an address, or with a credential, past its failure budget, or when the principal is over its
+    limit. A token that verifies is never refused for failures (auth/ratelimit.py says why).
     """
     if not token:
         raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
     limiter = get_rate_limiter(connection)
-    address = client_address(connection)
-    limiter.check_address(address)
     try:
         principal = get_authenticator(connection).authenticate(token)
     except Unauthenticated:
-        limiter.record_failure(address)
+        refusal = limiter.record_failure(address=client_address(connection), token=token)
+        if refusal is not None:
+            raise refusal from None
         raise
     limiter.hit_principal(principal)
     return principal

@@ -39,7 +39,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate_limited": 429,
     "internal_error": 500,
     "provider_rejected": 502,
-    "provider_disabled": 422,  # API.md: a provider that is off is a 422 naming it
+    # A provider that is on but lacks a secret it needs (a webhook or payout secret): our fault.
+    # One that is off altogether is `ProviderOff`, a 422 naming it (API.md).
+    "provider_disabled": 503,
     "provider_unavailable": 503,
     "unavailable": 503,
 }

@@ -25,6 +25,7 @@ from coffer.auth.service import (
     issue_first_admin_key,
     jwt_secret,
     list_api_keys,
+    mock_webhook_secret,
     revoke_api_key,
 )
 from coffer.auth.tokens import (
@@ -57,6 +58,7 @@ __all__ = [
     "jwt_secret",
     "list_api_keys",
     "mint_user_token",
+    "mock_webhook_secret",
     "parse_limits",
     "revoke_api_key",
 ]

@@ -1,8 +1,21 @@
-"""Rate limits per principal, and per client address for failed authentication.
+"""Rate limits per principal, and for failed authentication per client address and per
+presented credential.
+
+Failures never lock out a credential that verifies: every presented token is verified (a user
+token is an HMAC in memory, an API key one indexed read, the same as any request's), and the
+failure budgets decide only how a failing attempt is answered. Within them it is a 401; past
+the address's budget, or the credential's, it is a 429 with Retry-After. So 60 bad tokens from a
+shared address cannot take the admin key or a valid user's token away, while a guesser there
+is slowed to the budget's pace of answers it can use. Guessing itself is hopeless whatever the
+pace (an API key holds 256 random bits, a user token's secret at least 32 bytes); what the
+budgets bound is the work and the noise a guesser costs. The credential budget catches one bad
+credential replayed from many addresses (a leaked, revoked or expired token in a retry loop).
 
 Counters live in memory (one process) or, when `COFFER_REDIS_URL` is set, in Redis, so processes
 behind one load balancer share them. The strategy is a sliding-window counter: two counters per
 key, no burst of twice the limit at a window's edge, and constant memory whatever the limit.
+Credentials are counted by a digest, never by the token itself, and only while their address is
+within its budget, so a flood of distinct guesses adds no keys past an address's budget.
 
 If Redis is unreachable the limiter fails open (the request goes through, a warning is logged):
 the limits protect capacity, not money, and an outage of an optional cache must not take the
@@ -11,6 +24,7 @@ payments API down with it. Its client has short timeouts so an outage costs mill
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +43,13 @@ log = structlog.get_logger(__name__)
 REDIS_TIMEOUT_S = 0.25
 RETRY_AFTER_S_MIN = 1
 NAMESPACE_DEFAULT = "coffer"
+CREDENTIAL_DIGEST_HEX_LENGTH = 32  # 128 bits: tells credentials apart, reveals nothing of them
+
+
+def credential_digest(token: str) -> str:
+    """A failing credential's name in the counters (the token itself is never stored)."""
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:CREDENTIAL_DIGEST_HEX_LENGTH]
 
 
 def parse_limits(text: str) -> list[RateLimitItem]:
@@ -43,7 +64,8 @@ def parse_limits(text: str) -> list[RateLimitItem]:
 
 
 class RateLimiter:
-    """Counts requests per principal and authentication failures per client address."""
+    """Counts requests per principal, and authentication failures per client address and per
+    credential."""
 
     def __init__(
         self,
@@ -79,23 +101,24 @@ class RateLimiter:
             if not self._allowed(item, ids, consume=True):
                 raise self._refusal(item, ids)
 
-    def check_address(self, address: str) -> None:
-        """`RateLimited` if `address` has spent its budget of failed authentications.
+    def record_failure(self, *, address: str, token: str) -> RateLimited | None:
+        """Count one failed authentication from `address` presenting `token`.
 
-        Checked before a presented token is even looked at: once the budget is spent, the
-        answer must not reveal whether a guess was right, or the throttle would not slow
-        guessing at all.
+        Returns the refusal to answer instead of a 401 when the address or the credential is
+        past its budget (None while both are within it). Only failures are ever refused: a
+        token that verifies never reaches here.
         """
-        ids = self._ids("auth-failures", address)
+        address_ids = self._ids("auth-failures", "address", address)
         for item in self._auth_failures:
-            if not self._allowed(item, ids, consume=False):
-                raise self._refusal(item, ids)
-
-    def record_failure(self, address: str) -> None:
-        """Count one failed authentication from `address`."""
-        ids = self._ids("auth-failures", address)
+            if not self._allowed(item, address_ids, consume=True):
+                # Past the address's budget its guesses are not counted per credential: a
+                # flood of distinct tokens adds no keys.
+                return self._refusal(item, address_ids)
+        credential_ids = self._ids("auth-failures", "credential", credential_digest(token))
         for item in self._auth_failures:
-            self._allowed(item, ids, consume=True)
+            if not self._allowed(item, credential_ids, consume=True):
+                return self._refusal(item, credential_ids)
+        return None
 
     def _ids(self, *identifiers: str) -> tuple[str, ...]:
         return (self._namespace, *identifiers)

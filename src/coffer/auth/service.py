@@ -1,4 +1,5 @@
-"""API keys, the first admin key, and the JWT secret. Functions take a session and never commit."""
+"""API keys, the first admin key, and the secrets Coffer generates for itself (the JWT secret and
+the mock provider's webhook secret). Functions take a session and never commit."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ KEY_LIST_LIMIT_DEFAULT = 100
 KEY_TOUCH_INTERVAL_S = 60
 
 _JWT_SECRET_SETTING = "jwt_secret"  # noqa: S105 - the name of a setting, not a secret
+_MOCK_WEBHOOK_SECRET_SETTING = "mock_webhook_secret"  # noqa: S105 - likewise
 _FIRST_ADMIN_KEY = "first_admin_key"
 
 
@@ -120,18 +122,37 @@ def jwt_secret(session: Session, *, configured: str | None, now: datetime | None
 
     `COFFER_JWT_SECRET` when set. Otherwise one generated on the first start and kept in
     `auth_settings`, so tokens survive restarts and every process sharing the database agrees
-    (the first writer wins; the others read its value).
+    (the first writer wins; the others read its value). Production refuses to start without
+    COFFER_JWT_SECRET (`Settings.startup_refusals`), so this generates only in development.
     """
     if configured is not None:
         tokens.check_secret(configured)
         return configured
+    stored = _kept_secret(session, _JWT_SECRET_SETTING, now=now)
+    tokens.check_secret(stored)
+    return stored
+
+
+def mock_webhook_secret(
+    session: Session, *, configured: str | None, now: datetime | None = None
+) -> str:
+    """The mock provider's secret: `COFFER_MOCK_WEBHOOK_SECRET` when set, else one generated
+    once and kept in `auth_settings` like the JWT secret, so a mock order opened before a
+    restart (or by another process on the database) still verifies."""
+    if configured is not None:
+        return configured
+    return _kept_secret(session, _MOCK_WEBHOOK_SECRET_SETTING, now=now)
+
+
+def _kept_secret(session: Session, name: str, *, now: datetime | None) -> str:
+    """The value of setting `name`, drawn from the CSPRNG and stored on first use."""
     conn = session.connection()
-    stored = repo.get_setting(conn, _JWT_SECRET_SETTING)
+    stored = repo.get_setting(conn, name)
     if stored is None:
         repo.insert_setting_if_absent(
-            conn, name=_JWT_SECRET_SETTING, value=secrets.token_urlsafe(48), now=now or utc_now()
+            conn, name=name, value=secrets.token_urlsafe(48), now=now or utc_now()
         )
-        stored = repo.get_setting(conn, _JWT_SECRET_SETTING)
-    assert stored is not None
-    tokens.check_secret(stored)
+        stored = repo.get_setting(conn, name)
+    if stored is None:
+        raise RuntimeError(f"the generated secret {name!r} was not stored")
     return stored

@@ -23,7 +23,8 @@ api_keys = Table(
 )
 
 # Values Coffer generates for itself once and must keep across restarts: the JWT signing secret
-# when COFFER_JWT_SECRET is unset, and the marker that the first admin key has been issued.
+# when COFFER_JWT_SECRET is unset, the mock provider's secret when COFFER_MOCK_WEBHOOK_SECRET is
+# unset (development only), and the marker that the first admin key has been issued.
 auth_settings = Table(
     "auth_settings",
     metadata,

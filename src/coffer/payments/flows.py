@@ -68,7 +68,7 @@ def prepare_topup(
     diamonds: int | None,
     currency: str | None,
     provider_name: str | None,
-    default_provider: str,
+    default_provider: str | None,
     request_key: str | None = None,
     request_fingerprint: bytes = b"",
 ) -> PreparedTopup:
@@ -83,6 +83,8 @@ def prepare_topup(
     its own order, and is then refused 409 by the idempotency claim.
     """
     quote = service.quote_topup(shop, package_id=package_id, diamonds=diamonds, currency=currency)
+    # The provider named (or the default, which start-up checked is on): one that is off is a
+    # 422 naming it (ProviderOff), never a quiet switch to another provider.
     provider = providers.get(provider_name or default_provider)
     order_id = service.new_order_id()
     provider_key = None

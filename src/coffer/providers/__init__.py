@@ -4,11 +4,13 @@
     providers = Providers.from_settings(settings)
     order = providers.get("razorpay").create_order(OrderRequest(...))
 
-`mock` is the sandbox (on unless `COFFER_MOCK_ENABLED=false`); `razorpay` needs
-`COFFER_RAZORPAY_KEY_ID` and `COFFER_RAZORPAY_KEY_SECRET`; `stripe` needs
-`COFFER_STRIPE_API_KEY`. A provider without its keys is off, and `get` says which variables
-would turn it on. Webhook secrets and the RazorpayX account are checked when they are needed:
-without them the provider still takes orders but refuses webhooks (or payouts), saying why.
+`mock` is the sandbox, on as `Settings.mock_off_reason` decides (in development while no real
+provider is configured, or with `COFFER_MOCK_ENABLED=true`; never in production); `razorpay`
+needs `COFFER_RAZORPAY_KEY_ID` and `COFFER_RAZORPAY_KEY_SECRET`; `stripe` needs
+`COFFER_STRIPE_API_KEY`. A provider that is off is a `ProviderOff` (422) from `get`, saying why
+and which variables would turn it on; no other provider ever stands in for it. Webhook secrets
+and the RazorpayX account are checked when they are needed: without them the provider still
+takes orders but refuses webhooks (or payouts), saying why (`ProviderDisabled`, 503).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from coffer.config import Settings
-from coffer.errors import ProviderDisabled
+from coffer.errors import ProviderOff
 from coffer.providers.base import (
     OUTBOUND_ATTEMPTS_MAX,
     OUTBOUND_TIMEOUT_S,
@@ -46,11 +48,15 @@ class Providers:
         providers: Mapping[str, Provider],
         *,
         disabled: Mapping[str, str] | None = None,
+        default: str | None = None,
     ) -> None:
         for name, provider in providers.items():
             assert provider.name == name, f"provider {provider.name!r} registered as {name!r}"
+        assert default is None or default in providers, f"default provider {default!r} is off"
         self._providers = dict(providers)
         self._disabled = dict(disabled or {})
+        # Where a top-up that names no provider goes (None: no provider is on).
+        self.default = default
 
     @classmethod
     def from_settings(
@@ -59,15 +65,23 @@ class Providers:
         *,
         timeout_s: float = OUTBOUND_TIMEOUT_S,
         attempts_max: int = OUTBOUND_ATTEMPTS_MAX,
+        mock_webhook_secret: str | None = None,
     ) -> Providers:
-        """Every provider whose keys are set; the reasons for the others."""
+        """Every provider whose keys are set; the reasons for the others.
+
+        `mock_webhook_secret` stands in for an unset COFFER_MOCK_WEBHOOK_SECRET (the server
+        passes the one it keeps in the database, so mock orders survive a restart).
+        """
         providers: dict[str, Provider] = {}
         disabled: dict[str, str] = {}
 
-        if settings.mock_enabled:
-            providers["mock"] = MockProvider(webhook_secret=_secret(settings.mock_webhook_secret))
+        mock_off = settings.mock_off_reason
+        if mock_off is None:
+            providers["mock"] = MockProvider(
+                webhook_secret=_secret(settings.mock_webhook_secret) or mock_webhook_secret
+            )
         else:
-            disabled["mock"] = "the mock provider is off: COFFER_MOCK_ENABLED is false"
+            disabled["mock"] = mock_off
 
         razorpay_key_secret = _secret(settings.razorpay_key_secret)
         missing = _missing(
@@ -100,17 +114,33 @@ class Providers:
                 timeout_s=timeout_s,
                 attempts_max=attempts_max,
             )
-        return cls(providers, disabled=disabled)
+        default = settings.provider_default
+        return cls(providers, disabled=disabled, default=default if default in providers else None)
 
-    def get(self, name: str) -> Provider:
-        """The provider called `name`; ProviderDisabled, saying why, when it is off or unknown."""
+    def get(self, name: str | None) -> Provider:
+        """The provider called `name` (None: the default one); `ProviderOff` (422), naming it
+        and saying why, when it is off or unknown. Never another provider in its place."""
+        if name is None:
+            if self.default is None:
+                raise ProviderOff(
+                    "no payment provider is on: configure Razorpay or Stripe keys",
+                    provider=None,
+                    reason="no payment provider is on",
+                    fields=[_provider_field("no payment provider is on")],
+                )
+            name = self.default
         provider = self._providers.get(name)
         if provider is not None:
             return provider
         reason = self._disabled.get(name)
         if reason is None:
             reason = f"there is no payment provider {name!r} (known: {', '.join(PROVIDER_NAMES)})"
-        raise ProviderDisabled(reason, provider=name)
+        raise ProviderOff(
+            reason,
+            provider=name,
+            reason=reason,
+            fields=[_provider_field(reason)],
+        )
 
     def enabled(self) -> list[str]:
         """The names of the providers that can be used, in a stable order."""
@@ -126,6 +156,10 @@ class Providers:
 
     def __contains__(self, name: object) -> bool:
         return name in self._providers
+
+
+def _provider_field(reason: str) -> dict[str, str]:
+    return {"field": "provider", "message": reason, "type": "provider_off"}
 
 
 def _secret(value: Any) -> str | None:

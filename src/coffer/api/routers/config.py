@@ -50,7 +50,8 @@ class RatesOut(BaseModel):
 
 
 class PublicConfigOut(BaseModel):
-    default_provider: str
+    # Where a top-up naming no provider goes; null when no provider is on.
+    default_provider: str | None
     # Each enabled provider's public keys (Razorpay `key_id`, Stripe publishable key).
     providers: dict[str, dict[str, object]]
     assets: list[AssetOut]
@@ -86,7 +87,7 @@ def public_config(
     providers: Annotated[Providers, Depends(get_providers)],
 ) -> PublicConfigOut:
     return PublicConfigOut(
-        default_provider=settings.default_provider,
+        default_provider=providers.default,
         providers=providers.public_config(),
         assets=[AssetOut(code=code, scale=a.scale) for code, a in sorted(shop.assets.items())],
         rates=RatesOut(
