@@ -27,12 +27,13 @@ from coffer.errors import (
     ProviderUnavailable,
 )
 from coffer.kit.clock import Clock
+from coffer.payments import disputes
 from coffer.payments import refunds as refund_service
 from coffer.payments import service
 from coffer.payments.refunds import Refund
 from coffer.payments.service import PaymentOrder, Quote
 from coffer.providers import Providers
-from coffer.providers.base import OrderRequest, ProviderOrder
+from coffer.providers.base import OrderRequest, ProviderOrder, ProviderRefund
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,8 @@ class CheckedPayment:
 
     order_id: str
     payment_id: str | None  # None: nothing to credit, the order was settled before
+    # What the provider says was refunded of the payment already, whoever refunded it.
+    refunds: tuple[ProviderRefund, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,7 @@ def check_confirmation(
         ) from exc
     if (confirmation.amount, confirmation.currency) != (order.amount, order.currency):
         raise InvalidSignature("the confirmed payment does not match the order")
-    return CheckedPayment(order.id, confirmation.payment_id)
+    return CheckedPayment(order.id, confirmation.payment_id, confirmation.refunds)
 
 
 def apply_confirmation(session: Session, checked: CheckedPayment, *, now: datetime) -> Confirmed:
@@ -153,6 +156,28 @@ def apply_confirmation(session: Session, checked: CheckedPayment, *, now: dateti
     order, credited = service.credit_order(
         session, order_id=checked.order_id, payment_id=checked.payment_id, via="verify", now=now
     )
+    clawed = False
+    for refund in checked.refunds:
+        # Refunded at the provider before the client came back: credited, then clawed back,
+        # once per provider refund (a later webhook for the same refund finds it booked).
+        if refund.status != "succeeded" or refund.currency != order.currency:
+            continue
+        if refund_service.find_by_provider_refund(session, refund.refund_id) is not None:
+            continue
+        if refund.reference and refund_service.find_refund(session, refund.reference):
+            continue
+        disputes.record_provider_refund(
+            session,
+            order_id=order.id,
+            provider_refund_id=refund.refund_id,
+            amount=refund.amount,
+            reason=None,
+            via="verify",
+            now=now,
+        )
+        clawed = True
+    if clawed:
+        order = service.get_order(session, order.id)
     return Confirmed(order, credited)
 
 
