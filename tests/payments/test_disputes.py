@@ -206,3 +206,94 @@ def test_disputes_list_pages_and_rejects_bad_input(db: Database, stripe_fake: St
         )
         assert len(alerts["data"] + more["data"]) == 3
         assert_books_clean(api)
+
+
+# -- Razorpay ----------------------------------------------------------------------------------
+
+
+def _razorpay_order(api: Api, user: str, package: str = "popular") -> dict[str, Any]:
+    response = api.client.post(
+        "/wallet/topup", json={"package_id": package, "provider": "razorpay"},
+        headers=api.user(user),
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    order: dict[str, Any] = response.json()["order"]
+    return order
+
+
+def _razorpay_paid(api: Api, fake: RazorpayFake, user: str, package: str = "popular") -> str:
+    """A paid Razorpay top-up; returns the payment id."""
+    order = _razorpay_order(api, user, package)
+    paid = fake.pay_order(order["provider_order_id"])
+    _deliver(api, "razorpay", fake.webhook("payment.captured"))
+    return paid.payment_id
+
+
+def test_razorpay_dashboard_refund_claws_back_diamonds(
+    db: Database, razorpay_fake: RazorpayFake
+) -> None:
+    with make_api(db, **razorpay_fake.settings_values()) as api:
+        payment_id = _razorpay_paid(api, razorpay_fake, "ivy")
+        razorpay_fake.dashboard_refund(payment_id, 11_225)  # a quarter
+        _deliver(api, "razorpay", razorpay_fake.webhook("refund.processed"))
+        _deliver(api, "razorpay", razorpay_fake.webhook("refund.processed"))
+        assert wallet_balance(api, "ivy") == 450
+        assert [(d["kind"], d["diamonds"]) for d in _disputes(api)] == [("provider_refund", 150)]
+        assert _alert_kinds(api) == ["refund.provider"]
+        assert_books_clean(api)
+
+
+def test_razorpay_dispute_lost_when_wallet_spent_books_receivable(
+    db: Database, razorpay_fake: RazorpayFake
+) -> None:
+    with make_api(db, **razorpay_fake.settings_values()) as api:
+        payment_id = _razorpay_paid(api, razorpay_fake, "jo", package="starter")
+        spend(api, "jo", 100)
+        dispute_id = razorpay_fake.open_dispute(payment_id)
+        _deliver(api, "razorpay", razorpay_fake.webhook("payment.dispute.created"))
+        razorpay_fake.close_dispute(dispute_id, won=False)
+        _deliver(api, "razorpay", razorpay_fake.webhook("payment.dispute.lost"))
+        assert _debt(api, "jo") == 100
+        assert [(d["status"], d["shortfall_diamonds"]) for d in _disputes(api)] == [("lost", 100)]
+        assert_books_clean(api)
+
+
+def test_razorpay_dispute_closed_without_deduction_releases_clawback(
+    db: Database, razorpay_fake: RazorpayFake
+) -> None:
+    with make_api(db, **razorpay_fake.settings_values()) as api:
+        payment_id = _razorpay_paid(api, razorpay_fake, "kai", package="starter")
+        dispute_id = razorpay_fake.open_dispute(payment_id)
+        _deliver(api, "razorpay", razorpay_fake.webhook("payment.dispute.created"))
+        balance = api.client.get("/wallet/balance", headers=api.user("kai")).json()["accounts"][0]
+        assert balance["pending_out"] == 100
+        razorpay_fake.close_dispute(dispute_id, won=True, event="payment.dispute.closed")
+        _deliver(api, "razorpay", razorpay_fake.webhook("payment.dispute.closed"))
+        balance = api.client.get("/wallet/balance", headers=api.user("kai")).json()["accounts"][0]
+        assert (balance["posted"], balance["pending_out"]) == (100, 0)
+        assert [d["status"] for d in _disputes(api)] == ["won"]
+        assert_books_clean(api)
+
+
+def test_razorpay_verify_of_refunded_payment_claws_back(
+    db: Database, razorpay_fake: RazorpayFake
+) -> None:
+    with make_api(db, **razorpay_fake.settings_values()) as api:
+        order = _razorpay_order(api, "lu")
+        paid = razorpay_fake.pay_order(order["provider_order_id"])
+        razorpay_fake.dashboard_refund(paid.payment_id)
+        assert razorpay_fake.payments[paid.payment_id]["status"] == "refunded"
+        verified = api.client.post(
+            "/wallet/verify",
+            json={"order_id": order["id"], "payment_id": paid.payment_id,
+                  "signature": paid.signature},
+            headers=api.user("lu"),
+        )  # fmt: skip
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["order"]["status"] == "refunded"
+        assert wallet_balance(api, "lu") == 0
+        _deliver(api, "razorpay", razorpay_fake.webhook("payment.captured"))
+        _deliver(api, "razorpay", razorpay_fake.webhook("refund.processed"))
+        assert wallet_balance(api, "lu") == 0
+        assert len(_disputes(api)) == 1
+        assert_books_clean(api)
