@@ -296,8 +296,9 @@ class StripeFake(FakeApi):
         charge["refunds"]["total_count"] += 1
         self.balance[charge["currency"]] -= amount
         self._emit("refund.created", refund)
-        if not pending:
-            self._emit("charge.refunded", charge)
+        # Stripe sends charge.refunded when a refund is made, pending or not: its refunds list
+        # says how each stands.
+        self._emit("charge.refunded", charge)
         return refund
 
     @route("POST", r"/v1/payouts")
@@ -436,14 +437,12 @@ class StripeFake(FakeApi):
         sends `refund.failed` then); returns the `refund.updated` webhook."""
         with self.lock:
             refund = self._get(self.refunds, refund_id, "refund", "refund")
-            charge = self.charges[refund["charge"]]
             if succeed:
                 assert refund["status"] == "pending"
                 refund["status"] = "succeeded"
-                updated = self._emit("refund.updated", refund)
-                self._emit("charge.refunded", charge)
-                return updated
+                return self._emit("refund.updated", refund)
             assert refund["status"] in ("pending", "succeeded")
+            charge = self.charges[refund["charge"]]
             refund.update(status="failed", failure_reason="expired_or_canceled_card")
             charge["amount_refunded"] -= refund["amount"]
             charge["refunded"] = False

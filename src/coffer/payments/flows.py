@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
+from coffer import alerts
 from coffer.config import ShopConfig
 from coffer.db import Database
 from coffer.errors import (
@@ -228,6 +229,17 @@ def send_refund(
             reason=refund.reason,
         )
     except ProviderRejected as exc:
+        # A retry the provider refuses ("already refunded", or its idempotency window passed)
+        # may be refused because the first attempt went through: ask before giving up.
+        try:
+            settled = settle_from_provider(
+                database, providers, refund=refund, order=order, clock=clock
+            )
+        except (ProviderRejected, ProviderUnavailable):
+            log.warning("refund_reconcile_failed", refund_id=refund.id, order_id=order.id)
+            raise exc from None
+        if settled is not None:
+            return settled
         with database.unit_of_work() as session:
             refund_service.fail_refund(
                 session, refund_id=refund.id, reason=exc.message, now=clock()
@@ -252,8 +264,51 @@ def send_refund(
         )
 
 
+def settle_from_provider(
+    database: Database, providers: Providers, *, refund: Refund, order: PaymentOrder, clock: Clock
+) -> Refund | None:
+    """Find a refund at the provider by the id Coffer sent along with it, and book how it
+    stands there; None when the provider has no such refund (so it never got there)."""
+    if not order.provider_payment_id:
+        return None
+    provider = providers.get(order.provider)
+    found = [
+        r
+        for r in provider.refunds_of_payment(payment_id=order.provider_payment_id)
+        if r.reference == refund.id
+    ]
+    if not found:
+        return None
+    return _book_provider_answer(database, refund=refund, provided=found[0], clock=clock)
+
+
+def _book_provider_answer(
+    database: Database, *, refund: Refund, provided: ProviderRefund, clock: Clock
+) -> Refund:
+    with database.unit_of_work() as session:
+        if provided.amount != refund.amount:
+            raise ProviderRejected(
+                f"the provider's refund {provided.refund_id} is for {provided.amount}, "
+                f"not {refund.amount}",
+                refund_id=refund.id,
+            )
+        if provided.status == "succeeded":
+            return refund_service.complete_refund(
+                session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
+            )
+        if provided.status == "failed":
+            return refund_service.reverse_refund(
+                session, refund_id=refund.id, reason="the provider failed the refund", now=clock()
+            )
+        return refund_service.note_provider_refund(
+            session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
+        )
+
+
 RESUME_AFTER_S = 60
 RESUME_BATCH_MAX = 50
+RECONCILE_AFTER_S = 15 * 60
+RECONCILE_BATCH_MAX = 50
 
 
 def resume_refunds(
@@ -267,10 +322,60 @@ def resume_refunds(
         )
         orders = {r.order_id: service.get_order(session, r.order_id) for r in stalled}
     for refund in stalled:
+        order = orders[refund.order_id]
         try:
-            send_refund(
-                database, providers, refund=refund, order=orders[refund.order_id], clock=clock
-            )
+            # The first attempt may have reached the provider: look before asking again.
+            if settle_from_provider(database, providers, refund=refund, order=order, clock=clock):
+                continue
+            send_refund(database, providers, refund=refund, order=order, clock=clock)
         except (ProviderRejected, ProviderUnavailable) as exc:
             log.warning("refund_resume_failed", refund_id=refund.id, error=exc.message)
     return len(stalled)
+
+
+def reconcile_refunds(
+    database: Database, providers: Providers, clock: Clock, *, limit: int = RECONCILE_BATCH_MAX
+) -> int:
+    """Finish refunds the provider acknowledged but never settled (its webhook lost or late):
+    ask it how each stands and book that. Each refund is asked about at most
+    `refunds.RECONCILE_ATTEMPTS_MAX` times, `RECONCILE_AFTER_S` apart; then an alert says so.
+    Returns how many were asked about."""
+    with database.read() as session:
+        due = refund_service.acknowledged_refunds(
+            session, older_than=clock() - timedelta(seconds=RECONCILE_AFTER_S), limit=limit
+        )
+        orders = {r.order_id: service.get_order(session, r.order_id) for r in due}
+    for refund in due:
+        order = orders[refund.order_id]
+        assert refund.provider_refund_id is not None
+        error: str | None = None
+        try:
+            provided = providers.get(order.provider).get_refund(
+                refund_id=refund.provider_refund_id, payment_id=order.provider_payment_id or ""
+            )
+            settled = _book_provider_answer(
+                database, refund=refund, provided=provided, clock=clock
+            )
+            if settled.status != "pending":
+                continue
+        except (ProviderRejected, ProviderUnavailable) as exc:
+            error = exc.message
+            log.warning("refund_reconcile_failed", refund_id=refund.id, error=exc.message)
+        with database.unit_of_work() as session:
+            attempts = refund_service.count_reconcile_attempt(
+                session, refund_id=refund.id, now=clock()
+            )
+            if attempts >= refund_service.RECONCILE_ATTEMPTS_MAX:
+                alerts.raise_alert(
+                    session,
+                    kind="refund.unreconciled",
+                    severity="critical",
+                    message=(
+                        f"refund {refund.id} of order {order.id} is still pending at "
+                        f"{order.provider} after {attempts} checks; settle it by hand"
+                    ),
+                    now=clock(),
+                    subject_id=refund.id,
+                    details={"provider_refund_id": refund.provider_refund_id, "error": error},
+                )
+    return len(due)

@@ -360,6 +360,19 @@ def reserve_clawback(
     return get_refund(session, refund_id)
 
 
+def _undone_amount(session: Session, order_id: str) -> int:
+    """What refunds of this order that failed after succeeding had booked (and then undid)."""
+    failed = session.execute(
+        select(refunds.c.id).where(refunds.c.order_id == order_id, refunds.c.status == "failed")
+    ).all()
+    if not failed:
+        return 0
+    made = ledger.find_by_idempotency(
+        session, source=LEDGER_SOURCE, keys=[f"{r.id}:undo-payment" for r in failed]
+    )
+    return sum(t.amount for t in made.values())
+
+
 def reverse_refund(session: Session, *, refund_id: str, reason: str, now: datetime) -> Refund:
     """The provider failed a refund after it had succeeded (Stripe's `refund.failed`): the money
     came back, so undo its booking (payment, clawback, debt) and mark it failed. A pending one
@@ -460,15 +473,28 @@ def complete_refund(
         raise InvalidState(f"refund {refund_id} is {refund.status}", status=refund.status)
     order = _lock_order_row(session, refund.order_id)
     assert order.payment_transfer_id is not None, "a refunded order was credited"
-    operations: list[ledger.Operation] = [
-        Reversal(
-            transfer_id=order.payment_transfer_id,
+    meta = {"order_id": order.id, "refund_id": refund.id}
+    payment_back: ledger.Operation = Reversal(
+        transfer_id=order.payment_transfer_id,
+        amount=refund.amount,
+        type="refund",
+        metadata=meta,
+        idempotency_key=f"{refund.id}:payment",
+    )
+    if _undone_amount(session, order.id):
+        # A refund of this order was undone (it failed after succeeding): the ledger counts
+        # its reversal against the payment for ever, so the money goes back as a transfer of
+        # its own between the same accounts instead.
+        payment = ledger.get_transfer(session, order.payment_transfer_id)
+        payment_back = TransferRequest(
+            debit_account_id=payment.credit_account_id,
+            credit_account_id=payment.debit_account_id,
             amount=refund.amount,
             type="refund",
-            metadata={"order_id": order.id, "refund_id": refund.id},
+            metadata={**meta, "payment_transfer_id": payment.id},
             idempotency_key=f"{refund.id}:payment",
         )
-    ]
+    operations: list[ledger.Operation] = [payment_back]
     if refund.hold_id is not None:
         operations.append(
             PostHold(
