@@ -218,7 +218,9 @@ class RazorpayFake(FakeApi):
         count = int(request.query.get("count", "10"))
         found = [r for r in self.refunds.values() if r["payment_id"] == payment_id]
         found.sort(key=lambda r: r["created_at"], reverse=True)
-        return Response(200, {"entity": "collection", "count": len(found[:count]), "items": found[:count]})
+        return Response(
+            200, {"entity": "collection", "count": len(found[:count]), "items": found[:count]}
+        )
 
     @route("GET", r"/v1/refunds/(?P<refund_id>[^/]+)")
     def fetch_refund(self, request: Request, refund_id: str) -> Response:
@@ -300,7 +302,9 @@ class RazorpayFake(FakeApi):
             refund = self._get(self.refunds, refund_id)
             assert refund["status"] == "pending"
             refund["status"] = "processed"
-            self._emit("refund.processed", refund=refund, payment=self.payments[refund["payment_id"]])
+            self._emit(
+                "refund.processed", refund=refund, payment=self.payments[refund["payment_id"]]
+            )
 
     def open_dispute(self, payment_id: str, *, amount: int | None = None) -> str:
         """The customer's bank raises a chargeback: `payment.dispute.created`; returns its id."""

@@ -212,7 +212,10 @@ class StripeFake(FakeApi):
         intent = self._get(self.payment_intents, intent_id, "payment_intent", "intent")
         expand = {v for k, v in request.query.items() if k.startswith("expand[")}
         if "latest_charge" in expand and intent["latest_charge"]:
-            intent = {**intent, "latest_charge": copy.deepcopy(self.charges[intent["latest_charge"]])}
+            intent = {
+                **intent,
+                "latest_charge": copy.deepcopy(self.charges[intent["latest_charge"]]),
+            }
         return Response(200, intent)
 
     @route("GET", r"/v1/refunds")
@@ -220,7 +223,9 @@ class StripeFake(FakeApi):
         intent_id = request.query.get("payment_intent")
         limit = int(request.query.get("limit", "10"))
         found = [
-            r for r in self.refunds.values() if intent_id is None or r["payment_intent"] == intent_id
+            r
+            for r in self.refunds.values()
+            if intent_id is None or r["payment_intent"] == intent_id
         ]
         found.sort(key=lambda r: r["created"], reverse=True)
         return Response(

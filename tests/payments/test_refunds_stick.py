@@ -57,9 +57,9 @@ def test_razorpay_refund_webhook_before_provider_id_stored_settles(
 ) -> None:
     with make_api(db, **razorpay_fake.settings_values()) as api:
         _razorpay_paid(api, razorpay_fake, "ben", package="starter")
-        order_id = api.client.get(
-            "/admin/payment-orders", headers=api.admin()
-        ).json()["data"][0]["id"]
+        order_id = api.client.get("/admin/payment-orders", headers=api.admin()).json()["data"][0][
+            "id"
+        ]
         razorpay_fake.refund_mode = "pending"
         razorpay_fake.lose_next_responses(3)  # every attempt the adapter makes
         assert_error(refund(api, order_id), 503, "provider_unavailable")
@@ -139,9 +139,9 @@ def test_reconciler_fails_refund_the_provider_failed(
 ) -> None:
     with make_api(db, **razorpay_fake.settings_values()) as api:
         _razorpay_paid(api, razorpay_fake, "fin", package="starter")
-        order_id = api.client.get(
-            "/admin/payment-orders", headers=api.admin()
-        ).json()["data"][0]["id"]
+        order_id = api.client.get("/admin/payment-orders", headers=api.admin()).json()["data"][0][
+            "id"
+        ]
         razorpay_fake.refund_mode = "pending"
         made = refund(api, order_id)
         assert made.json()["refund"]["status"] == "pending"
@@ -170,7 +170,9 @@ def test_reconciler_gives_up_after_its_attempts_with_an_alert(
             assert flows.reconcile_refunds(api.database, providers, _later(20 * step)) == 1
         later = _later(20 * (RECONCILE_ATTEMPTS_MAX + 2))
         assert flows.reconcile_refunds(api.database, providers, later) == 0
-        kinds = [a["kind"] for a in api.client.get("/admin/alerts", headers=api.admin()).json()["data"]]
+        kinds = [
+            a["kind"] for a in api.client.get("/admin/alerts", headers=api.admin()).json()["data"]
+        ]
         assert kinds == ["refund.unreconciled"]
         assert_books_clean(api)
 
@@ -216,7 +218,9 @@ def test_refund_failed_after_succeeded_is_not_dropped(
         made = refund(api, order["id"], amount=22_450)
         assert made.json()["refund"]["status"] == "succeeded"
         assert wallet_balance(api, "ida") == 300
-        updated = stripe_fake.settle_refund(made.json()["refund"]["provider_refund_id"], succeed=False)
+        updated = stripe_fake.settle_refund(
+            made.json()["refund"]["provider_refund_id"], succeed=False
+        )
         _deliver(api, "stripe", updated)
         _deliver(api, "stripe", stripe_fake.webhook("refund.failed"))  # the same news again
         detail = _order(api, order["id"])

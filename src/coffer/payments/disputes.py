@@ -131,9 +131,7 @@ def _insert(
             resolved_at=now if status in FINAL else None,
         )
     )
-    found = find_dispute(
-        session, provider=order.provider, provider_dispute_id=provider_dispute_id
-    )
+    found = find_dispute(session, provider=order.provider, provider_dispute_id=provider_dispute_id)
     assert found is not None
     return found
 

@@ -28,9 +28,8 @@ from coffer.errors import (
     ProviderUnavailable,
 )
 from coffer.kit.clock import Clock
-from coffer.payments import disputes
+from coffer.payments import disputes, service
 from coffer.payments import refunds as refund_service
-from coffer.payments import service
 from coffer.payments.refunds import Refund
 from coffer.payments.service import PaymentOrder, Quote
 from coffer.providers import Providers
@@ -353,9 +352,7 @@ def reconcile_refunds(
             provided = providers.get(order.provider).get_refund(
                 refund_id=refund.provider_refund_id, payment_id=order.provider_payment_id or ""
             )
-            settled = _book_provider_answer(
-                database, refund=refund, provided=provided, clock=clock
-            )
+            settled = _book_provider_answer(database, refund=refund, provided=provided, clock=clock)
             if settled.status != "pending":
                 continue
         except (ProviderRejected, ProviderUnavailable) as exc:

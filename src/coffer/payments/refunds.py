@@ -400,10 +400,7 @@ def reverse_refund(session: Session, *, refund_id: str, reason: str, now: dateti
     ]
     ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
     refunded = order.refunded_amount - refund.amount
-    if refunded:
-        status = "partially_refunded"
-    else:
-        status = "succeeded"
+    status = "partially_refunded" if refunded else "succeeded"
     result = session.execute(
         update(payment_orders)
         .where(
@@ -584,11 +581,11 @@ def fail_refund(session: Session, *, refund_id: str, reason: str, now: datetime)
 
 __all__ = [
     "Refund",
+    "acknowledged_refunds",
     "begin_refund",
     "clawback_for",
     "complete_refund",
     "fail_refund",
-    "acknowledged_refunds",
     "find_by_provider_refund",
     "find_refund",
     "get_order",

@@ -201,7 +201,7 @@ class StripeProvider:
         intent = self._call(
             lambda: self._client.v1.payment_intents.retrieve(
                 provider_order_id,
-                {"expand": ["latest_charge"]},  # type: ignore[typeddict-item]
+                {"expand": ["latest_charge"]},
             )
         )
         secret = intent.get("client_secret")

@@ -198,9 +198,7 @@ def _paid_order(session: Session, event: WebhookEvent) -> payments.PaymentOrder:
     """The settled order an event's payment paid, or an error saying when to look again."""
     if not event.payment_id:
         raise PermanentWebhookError("the event names no payment")
-    order = payments.find_by_payment(
-        session, provider=event.provider, payment_id=event.payment_id
-    )
+    order = payments.find_by_payment(session, provider=event.provider, payment_id=event.payment_id)
     if order is None or order.status not in payments.SETTLED:
         # Not credited yet (its own event may be behind this one), or not Coffer's: retry,
         # and after ATTEMPTS_MAX it is parked for the operator.

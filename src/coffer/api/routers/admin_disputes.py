@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from coffer import alerts
@@ -13,7 +14,6 @@ from coffer.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from coffer.errors import ValidationFailed
 from coffer.payments import disputes as dispute_service
 from coffer.payments.disputes import Dispute
-from fastapi import APIRouter
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -42,8 +42,8 @@ class DisputeOut(BaseModel):
             order_id=d.order_id,
             provider=d.provider,
             provider_dispute_id=d.provider_dispute_id,
-            kind=d.kind,  # type: ignore[arg-type]
-            status=d.status,  # type: ignore[arg-type]
+            kind=d.kind,
+            status=d.status,
             amount=d.amount,
             currency=d.currency,
             diamonds=d.diamonds,
@@ -142,7 +142,7 @@ def list_alerts(
             AlertOut(
                 id=a.id,
                 kind=a.kind,
-                severity=a.severity,  # type: ignore[arg-type]
+                severity=a.severity,
                 message=a.message,
                 details=a.details,
                 subject_id=a.subject_id,
