@@ -6,6 +6,8 @@ enforces `X-Refund-Idempotency` and `X-Payout-Idempotency`, and answers errors i
 shape (`{"error": {"code": "BAD_REQUEST_ERROR", "description": ...}}`). Test-only helpers play
 the customer and the bank (`pay_order`, `fail_order`, `capture_late`, `process_payout`, ...);
 every state change records the event Razorpay would send, and `webhook(...)` signs one.
+Money that leaves on Razorpay's side: `dashboard_refund`, `open_dispute` / `close_dispute`, and
+with `refund_mode = "pending"` refunds answered pending, then `process_refund` / `fail_refund`.
 
     with running_razorpay_fake() as fake:
         provider = RazorpayProvider(**fake.provider_options())

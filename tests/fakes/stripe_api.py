@@ -7,6 +7,10 @@ It checks the Bearer key, reads Stripe's form encoding, validates amounts (integ
 Stripe's shape (`{"error": {"type", "code", "message", "param"}}`) and statuses. Test-only helpers
 play the customer and the bank (`succeed_payment`, `fail_payment`, `pay_out`, ...); every state
 change records the event Stripe would send, and `webhook(...)` signs one (`Stripe-Signature`).
+Money that leaves on Stripe's side: `dashboard_refund`, `open_dispute` / `close_dispute`, and
+with `refund_mode = "pending"` refunds answered pending then settled by `settle_refund` (which
+can also fail one that had succeeded). `lose_next_responses` and `forget_idempotency_keys` play
+an answer lost on the way back and Stripe's 24-hour key window.
 
     with running_stripe_fake() as fake:
         provider = StripeProvider(**fake.provider_options())

@@ -232,3 +232,37 @@ def test_refund_failed_after_succeeded_is_not_dropped(
         assert again.status_code == 201, again.text
         assert wallet_balance(api, "ida") == 0
         assert_books_clean(api)
+
+
+def test_refund_webhook_without_our_id_waits_in_the_inbox(
+    db: Database, stripe_fake: StripeFake
+) -> None:
+    """A provider refund that names no Coffer refund, while one of Coffer's of that amount
+    awaits the provider's id, is retried through the inbox instead of clawed back twice."""
+    from coffer.webhooks import flows as webhook_flows
+
+    with make_api(db, **stripe_fake.settings_values()) as api:
+        order = _stripe_paid(api, stripe_fake, "jay")
+        stripe_fake.refund_mode = "pending"
+        stripe_fake.lose_next_responses(3)
+        assert_error(refund(api, order["id"]), 503, "provider_unavailable")
+        (at_stripe,) = stripe_fake.refunds
+        event = stripe_fake.settle_refund(at_stripe).event
+        bare = {**event, "id": "evt_no_metadata"}
+        bare["data"]["object"]["metadata"] = {}
+        _deliver(api, "stripe", stripe_fake.sign(bare))
+        with api.database.read() as session:
+            waiting = session.execute(
+                select(inbox.c.status, inbox.c.last_error).where(
+                    inbox.c.event_id == "evt_no_metadata"
+                )
+            ).one()
+        assert waiting.status == "received" and "awaits" in waiting.last_error
+        providers = api.coffer.app.state.providers
+        assert flows.resume_refunds(api.database, providers, _later(5)) == 1
+        assert webhook_flows.retry_due(api.database, _later(10)) == 1
+        detail = _order(api, order["id"])
+        assert [r["status"] for r in detail["refunds"]] == ["succeeded"]
+        assert wallet_balance(api, "jay") == 0
+        assert _disputes_count(api) == 0
+        assert_books_clean(api)

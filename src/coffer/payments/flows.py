@@ -166,6 +166,8 @@ def apply_confirmation(session: Session, checked: CheckedPayment, *, now: dateti
             continue
         if refund.reference and refund_service.find_refund(session, refund.reference):
             continue
+        if refund_service.awaits_provider_id(session, order_id=order.id, amount=refund.amount):
+            continue  # maybe Coffer's own, not yet named: its webhook or resume settles it
         disputes.record_provider_refund(
             session,
             order_id=order.id,

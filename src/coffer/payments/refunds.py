@@ -107,6 +107,23 @@ def find_refund(session: Session, refund_id: str) -> Refund | None:
     return None if row is None else _refund_from_row(row)
 
 
+def awaits_provider_id(session: Session, *, order_id: str, amount: int) -> bool:
+    """Whether a refund Coffer started for this amount is pending without the provider's id:
+    a provider refund that names no Coffer refund may be that one, before its id is stored."""
+    row = session.execute(
+        select(refunds.c.id)
+        .where(
+            refunds.c.order_id == order_id,
+            refunds.c.status == "pending",
+            refunds.c.provider_refund_id.is_(None),
+            refunds.c.amount == amount,
+            refunds.c.created_by.not_in(("provider", "provider:dispute")),
+        )
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
     rows = session.execute(
         select(refunds).where(refunds.c.order_id == order_id).order_by(refunds.c.created_at)
@@ -582,6 +599,7 @@ def fail_refund(session: Session, *, refund_id: str, reason: str, now: datetime)
 __all__ = [
     "Refund",
     "acknowledged_refunds",
+    "awaits_provider_id",
     "begin_refund",
     "clawback_for",
     "complete_refund",

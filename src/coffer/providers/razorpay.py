@@ -16,7 +16,9 @@ Webhooks: the signature (`X-Razorpay-Signature`) is checked on the raw bytes bef
 parsed; the event id is Razorpay's `X-Razorpay-Event-Id` header. Razorpay may send
 `payment.failed` and later `payment.captured` for the same payment (a late authorisation): a
 PAYMENT_FAILED from Razorpay is therefore not final, and whoever applies events must let a later
-PAYMENT_SUCCEEDED win over it.
+PAYMENT_SUCCEEDED win over it. Refunds carry Coffer's refund id in `notes.coffer_refund_id`;
+`payment.dispute.*` become DISPUTE_OPENED / WON / LOST (`closed` is lost when Razorpay deducted
+an amount, else released).
 
 Payouts go through RazorpayX (`POST /v1/payouts`, composite: contact and fund account inline),
 from the business account `COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER`. The SDK has no payouts

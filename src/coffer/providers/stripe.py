@@ -19,7 +19,10 @@ switched off when this module is imported; the switch is global to the SDK.
 Webhooks: `Stripe-Signature` is checked on the raw bytes with a 300 s tolerance either way
 (`signatures.verify_stripe`; stricter than the SDK, which accepts any future timestamp).
 `payment_intent.payment_failed` is not final: the customer may retry and the same PaymentIntent
-may still succeed, so a later PAYMENT_SUCCEEDED must win over it.
+may still succeed, so a later PAYMENT_SUCCEEDED must win over it. Refunds carry Coffer's refund
+id in `metadata.coffer_refund_id`, echoed back as the event's `reference`; `charge.refunded` is
+acted on only when its newest listed refund succeeded (refund.* events carry the rest), and
+`charge.dispute.*` become DISPUTE_OPENED / WON / LOST by the dispute's status.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ acted on exactly once; failures are retried with backoff up to `ATTEMPTS_MAX` ti
 
 States never move backwards because the payment and refund functions this dispatches to only
 move forward (`payments/service.py`); a replayed or late event is a no-op there too.
+
+Refund events are matched to Coffer's refunds by the provider's refund id, else by the Coffer
+refund id the provider echoes (Stripe metadata, Razorpay notes); one that is neither is a refund
+made at the provider, clawed back as `payments/disputes.py` says, as are dispute events.
 """
 
 from __future__ import annotations
@@ -260,6 +264,12 @@ def _apply_refund_event(session: Session, event: WebhookEvent, *, now: datetime)
     order = _paid_order(session, event)
     if event.amount is None:
         raise PermanentWebhookError("the provider's refund event has no amount")
+    if payment_refunds.awaits_provider_id(session, order_id=order.id, amount=event.amount):
+        # It may be Coffer's own refund whose answer is not stored yet (a provider that does
+        # not echo Coffer's id): retry through the inbox rather than claw back twice.
+        raise RetryableWebhookError(
+            f"a refund of {event.amount} on order {order.id} awaits the provider's id"
+        )
     payment_disputes.record_provider_refund(
         session,
         order_id=order.id,
