@@ -297,3 +297,26 @@ def test_razorpay_verify_of_refunded_payment_claws_back(
         assert wallet_balance(api, "lu") == 0
         assert len(_disputes(api)) == 1
         assert_books_clean(api)
+
+
+def test_mock_dispute_and_dashboard_refund_events(api: Api) -> None:
+    """The sandbox's webhooks carry the same kinds: a dispute opened then lost, a refund made
+    at the provider, each clawed back once."""
+    from tests.payments.helpers import paid_topup, webhook
+
+    order = paid_topup(api, "max", package_id="popular")
+    payment = order["provider_payment_id"]
+    fields = {"payment_id": payment, "currency": "INR"}
+    for _ in range(2):  # delivered twice: one hold
+        webhook(api, "dispute.opened", dispute_id="dp_mock_1", amount=22_450, **fields)
+    balance = api.client.get("/wallet/balance", headers=api.user("max")).json()["accounts"][0]
+    assert balance["pending_out"] == 300
+    webhook(api, "dispute.lost", dispute_id="dp_mock_1", amount=22_450, **fields)
+    webhook(api, "refund.succeeded", refund_id="mock_rfnd_dash", amount=22_450, **fields)
+    assert wallet_balance(api, "max") == 0
+    assert sorted((d["kind"], d["status"]) for d in _disputes(api)) == [
+        ("dispute", "lost"),
+        ("provider_refund", "closed"),
+    ]
+    assert _order(api, order["id"])["order"]["status"] == "refunded"
+    assert_books_clean(api)
