@@ -320,3 +320,25 @@ def test_mock_dispute_and_dashboard_refund_events(api: Api) -> None:
     ]
     assert _order(api, order["id"])["order"]["status"] == "refunded"
     assert_books_clean(api)
+
+
+def test_open_dispute_is_never_sent_to_the_provider_as_a_refund(
+    db: Database, stripe_fake: StripeFake
+) -> None:
+    """An open dispute's reservation is a pending refund row without a provider id, like a
+    refund whose call was lost: the resume and reconcile jobs must leave it to the dispute."""
+    from datetime import timedelta
+
+    from coffer.kit.clock import utc_now
+    from coffer.payments import flows
+
+    with make_api(db, **stripe_fake.settings_values()) as api:
+        order = _stripe_paid(api, stripe_fake, "ned")
+        _deliver(api, "stripe", stripe_fake.open_dispute(order["provider_order_id"]))
+        providers = api.coffer.app.state.providers
+        later = lambda: utc_now() + timedelta(hours=2)  # noqa: E731
+        assert flows.resume_refunds(api.database, providers, later) == 0
+        assert flows.reconcile_refunds(api.database, providers, later) == 0
+        assert stripe_fake.refunds == {}
+        assert [r["status"] for r in _order(api, order["id"])["refunds"]] == ["pending"]
+        assert_books_clean(api)

@@ -236,9 +236,12 @@ def send_refund(
             settled = settle_from_provider(
                 database, providers, refund=refund, order=order, clock=clock
             )
-        except (ProviderRejected, ProviderUnavailable):
+        except ProviderUnavailable:
+            # Cannot tell: the refund stays pending, reserved, and `resume_refunds` asks again.
             log.warning("refund_reconcile_failed", refund_id=refund.id, order_id=order.id)
             raise exc from None
+        except ProviderRejected:
+            settled = None  # the provider knows no such payment's refunds: nothing got there
         if settled is not None:
             return settled
         with database.unit_of_work() as session:

@@ -45,6 +45,8 @@ from coffer.payments.tables import payment_orders, refunds
 from coffer.wallets.service import system_account, wallet_account
 
 REASON_LENGTH_MAX = 255
+# `created_by` of the refunds the provider made on its own (payments/disputes.py).
+PROVIDER_ACTORS = ("provider", "provider:dispute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,7 @@ def awaits_provider_id(session: Session, *, order_id: str, amount: int) -> bool:
             refunds.c.status == "pending",
             refunds.c.provider_refund_id.is_(None),
             refunds.c.amount == amount,
-            refunds.c.created_by.not_in(("provider", "provider:dispute")),
+            refunds.c.created_by.not_in(PROVIDER_ACTORS),
         )
         .limit(1)
     ).first()
@@ -132,13 +134,15 @@ def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
 
 
 def stalled_refunds(session: Session, *, older_than: datetime, limit: int) -> list[Refund]:
-    """Pending refunds the provider has not acknowledged, untouched since `older_than`."""
+    """Pending refunds the provider has not acknowledged, untouched since `older_than`. Those
+    the provider started (an open dispute's reservation) are not Coffer's to send."""
     rows = session.execute(
         select(refunds)
         .where(
             refunds.c.status == "pending",
             refunds.c.provider_refund_id.is_(None),
             refunds.c.updated_at < older_than,
+            refunds.c.created_by.not_in(PROVIDER_ACTORS),
         )
         .order_by(refunds.c.updated_at)
         .limit(limit)
