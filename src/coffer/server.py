@@ -84,7 +84,17 @@ class Coffer:
             Job(
                 "payments.resume_refunds",
                 REFUND_RESUME_INTERVAL_S,
-                lambda: payment_flows.resume_refunds(database, providers, utc_now),
+                lambda: payment_flows.resume_refunds(
+                    database, providers, utc_now, writer=self.writer
+                ),
+            ),
+            # Refunds the provider acknowledged but never settled: ask it, book the answer.
+            Job(
+                "payments.reconcile_refunds",
+                REFUND_RECONCILE_INTERVAL_S,
+                lambda: payment_flows.reconcile_refunds(
+                    database, providers, utc_now, writer=self.writer
+                ),
             ),
             Job(
                 "calls.expire",
@@ -131,6 +141,7 @@ CALL_SWEEP_INTERVAL_S = 5.0
 WEBHOOK_RETRY_INTERVAL_S = 5.0
 IDEMPOTENCY_PURGE_INTERVAL_S = 3_600.0
 REFUND_RESUME_INTERVAL_S = 30.0
+REFUND_RECONCILE_INTERVAL_S = 300.0
 
 
 def _expire_holds(database: Database, writer: Writer | None) -> int:

@@ -6,6 +6,8 @@ enforces `X-Refund-Idempotency` and `X-Payout-Idempotency`, and answers errors i
 shape (`{"error": {"code": "BAD_REQUEST_ERROR", "description": ...}}`). Test-only helpers play
 the customer and the bank (`pay_order`, `fail_order`, `capture_late`, `process_payout`, ...);
 every state change records the event Razorpay would send, and `webhook(...)` signs one.
+Money that leaves on Razorpay's side: `dashboard_refund`, `open_dispute` / `close_dispute`, and
+with `refund_mode = "pending"` refunds answered pending, then `process_refund` / `fail_refund`.
 
     with running_razorpay_fake() as fake:
         provider = RazorpayProvider(**fake.provider_options())
@@ -77,8 +79,32 @@ class RazorpayFake(FakeApi):
         self.refunds: dict[str, dict[str, Any]] = {}
         self.payouts: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[str, dict[str, Any]]] = []  # (event id, event body)
+        self.disputes: dict[str, dict[str, Any]] = {}
         self.payout_balance = 10_000_000_00  # paise available in the RazorpayX account
         self._idempotent: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        # "instant": refunds are processed as they are made; "pending": they are answered
+        # pending and settle later through `process_refund` / `fail_refund` (Razorpay's normal
+        # speed takes days).
+        self.refund_mode = "instant"
+        self._lose_responses = 0
+
+    def lose_next_responses(self, count: int = 1) -> None:
+        """Handle the next `count` requests but answer each 503, as if the answer got lost."""
+        with self.lock:
+            self._lose_responses += count
+
+    def forget_idempotency_keys(self) -> None:
+        """Razorpay keeps refund keys for a while only: after that a retry is a new request."""
+        with self.lock:
+            self._idempotent.clear()
+
+    def handle(self, request: Request) -> Response:
+        response = super().handle(request)
+        with self.lock:
+            if self._lose_responses:
+                self._lose_responses -= 1
+                return Response(503, self.server_error_body(503))
+        return response
 
     def provider_options(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for `RazorpayProvider` pointed at this fake."""
@@ -188,6 +214,20 @@ class RazorpayFake(FakeApi):
             "refund", key, request, lambda: self._refund(payment_id, request.json())
         )
 
+    @route("GET", r"/v1/payments/(?P<payment_id>[^/]+)/refunds")
+    def fetch_payment_refunds(self, request: Request, payment_id: str) -> Response:
+        self._get(self.payments, payment_id)
+        count = int(request.query.get("count", "10"))
+        found = [r for r in self.refunds.values() if r["payment_id"] == payment_id]
+        found.sort(key=lambda r: r["created_at"], reverse=True)
+        return Response(
+            200, {"entity": "collection", "count": len(found[:count]), "items": found[:count]}
+        )
+
+    @route("GET", r"/v1/refunds/(?P<refund_id>[^/]+)")
+    def fetch_refund(self, request: Request, refund_id: str) -> Response:
+        return Response(200, self._get(self.refunds, refund_id))
+
     @route("POST", r"/v1/payouts")
     def create_payout(self, request: Request) -> Response:
         key = request.headers.get("x-payout-idempotency")
@@ -250,6 +290,54 @@ class RazorpayFake(FakeApi):
             ):
                 payment[key] = None
             self._capture(payment)
+
+    def dashboard_refund(self, payment_id: str, amount: int | None = None) -> dict[str, Any]:
+        """Someone refunds in Razorpay's dashboard (no Coffer notes); returns the refund."""
+        with self.lock:
+            payment = self._get(self.payments, payment_id)
+            left = payment["amount"] - payment["amount_refunded"]
+            return self._refund(payment_id, {"amount": left if amount is None else amount})
+
+    def process_refund(self, refund_id: str) -> None:
+        """The bank finishes a pending refund: `refund.processed`."""
+        with self.lock:
+            refund = self._get(self.refunds, refund_id)
+            assert refund["status"] == "pending"
+            refund["status"] = "processed"
+            self._emit(
+                "refund.processed", refund=refund, payment=self.payments[refund["payment_id"]]
+            )
+
+    def open_dispute(self, payment_id: str, *, amount: int | None = None) -> str:
+        """The customer's bank raises a chargeback: `payment.dispute.created`; returns its id."""
+        with self.lock:
+            payment = self._get(self.payments, payment_id)
+            dispute = {
+                "id": random_id("disp_"),
+                "entity": "dispute",
+                "payment_id": payment_id,
+                "amount": payment["amount"] if amount is None else amount,
+                "currency": payment["currency"],
+                "amount_deducted": 0,
+                "reason_code": "chargeback",
+                "reason_description": "The customer disputed the payment with their bank",
+                "respond_by": int(time.time()) + 7 * 86_400,
+                "status": "open",
+                "phase": "chargeback",
+                "created_at": int(time.time()),
+            }
+            self.disputes[dispute["id"]] = dispute
+            self._emit("payment.dispute.created", payment=payment, dispute=dispute)
+            return str(dispute["id"])
+
+    def close_dispute(self, dispute_id: str, *, won: bool, event: str | None = None) -> None:
+        """Decided: `payment.dispute.won` or `.lost` (or `event`, e.g. `payment.dispute.closed`)."""
+        with self.lock:
+            dispute = self._get(self.disputes, dispute_id)
+            dispute["status"] = "won" if won else "lost"
+            dispute["amount_deducted"] = 0 if won else dispute["amount"]
+            name = event or ("payment.dispute.won" if won else "payment.dispute.lost")
+            self._emit(name, payment=self.payments[dispute["payment_id"]], dispute=dispute)
 
     def fail_refund(self, refund_id: str) -> None:
         with self.lock:
@@ -378,7 +466,7 @@ class RazorpayFake(FakeApi):
             "notes": data.get("notes") or {},
             "receipt": data.get("receipt"),
             "acquirer_data": {"rrn": None},
-            "status": "processed",
+            "status": "pending" if self.refund_mode == "pending" else "processed",
             "speed_requested": data.get("speed", "normal"),
             "speed_processed": "normal",
             "created_at": int(time.time()),
@@ -390,7 +478,8 @@ class RazorpayFake(FakeApi):
             refund_status="full" if full else "partial", status="refunded" if full else "captured"
         )
         self._emit("refund.created", refund=refund, payment=payment)
-        self._emit("refund.processed", refund=refund, payment=payment)
+        if refund["status"] == "processed":
+            self._emit("refund.processed", refund=refund, payment=payment)
         return refund
 
     def _payout(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ It checks the Bearer key, reads Stripe's form encoding, validates amounts (integ
 Stripe's shape (`{"error": {"type", "code", "message", "param"}}`) and statuses. Test-only helpers
 play the customer and the bank (`succeed_payment`, `fail_payment`, `pay_out`, ...); every state
 change records the event Stripe would send, and `webhook(...)` signs one (`Stripe-Signature`).
+Money that leaves on Stripe's side: `dashboard_refund`, `open_dispute` / `close_dispute`, and
+with `refund_mode = "pending"` refunds answered pending then settled by `settle_refund` (which
+can also fail one that had succeeded). `lose_next_responses` and `forget_idempotency_keys` play
+an answer lost on the way back and Stripe's 24-hour key window.
 
     with running_stripe_fake() as fake:
         provider = StripeProvider(**fake.provider_options())
@@ -70,9 +74,14 @@ class StripeFake(FakeApi):
         self.refunds: dict[str, dict[str, Any]] = {}
         self.payouts: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
+        self.disputes: dict[str, dict[str, Any]] = {}
         self.balance: dict[str, int] = {}  # available per currency, from succeeded payments
         self._idempotent: dict[str, tuple[str, Response]] = {}
         self._key_locks: dict[str, threading.Lock] = {}
+        # "instant": refunds succeed as they are made; "pending": they are answered pending and
+        # settle later through `settle_refund` (Stripe does both, by payment method).
+        self.refund_mode = "instant"
+        self._lose_responses = 0
 
     def provider_options(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for `StripeProvider` pointed at this fake."""
@@ -119,7 +128,26 @@ class StripeFake(FakeApi):
             }
         }
 
+    def lose_next_responses(self, count: int = 1) -> None:
+        """Handle the next `count` requests but answer each 503, as if the answer got lost on
+        the way back (the refund or payment is made all the same)."""
+        with self.lock:
+            self._lose_responses += count
+
+    def forget_idempotency_keys(self) -> None:
+        """Stripe keeps keys for 24 hours: after that a retry is a new request."""
+        with self.lock:
+            self._idempotent.clear()
+
     def handle(self, request: Request) -> Response:
+        response = self._handle_idempotently(request)
+        with self.lock:
+            if self._lose_responses:
+                self._lose_responses -= 1
+                return Response(503, self.server_error_body(503))
+        return response
+
+    def _handle_idempotently(self, request: Request) -> Response:
         # Idempotency wraps the whole API, as at Stripe: a POST with a key seen before replays.
         key = request.headers.get("idempotency-key")
         if request.method != "POST" or not key:
@@ -195,7 +223,38 @@ class StripeFake(FakeApi):
 
     @route("GET", r"/v1/payment_intents/(?P<intent_id>[^/]+)")
     def retrieve_payment_intent(self, request: Request, intent_id: str) -> Response:
-        return Response(200, self._get(self.payment_intents, intent_id, "payment_intent", "intent"))
+        intent = self._get(self.payment_intents, intent_id, "payment_intent", "intent")
+        expand = {v for k, v in request.query.items() if k.startswith("expand[")}
+        if "latest_charge" in expand and intent["latest_charge"]:
+            intent = {
+                **intent,
+                "latest_charge": copy.deepcopy(self.charges[intent["latest_charge"]]),
+            }
+        return Response(200, intent)
+
+    @route("GET", r"/v1/refunds")
+    def list_refunds(self, request: Request) -> Response:
+        intent_id = request.query.get("payment_intent")
+        limit = int(request.query.get("limit", "10"))
+        found = [
+            r
+            for r in self.refunds.values()
+            if intent_id is None or r["payment_intent"] == intent_id
+        ]
+        found.sort(key=lambda r: r["created"], reverse=True)
+        return Response(
+            200,
+            {
+                "object": "list",
+                "data": found[:limit],
+                "has_more": len(found) > limit,
+                "url": "/v1/refunds",
+            },
+        )
+
+    @route("GET", r"/v1/refunds/(?P<refund_id>[^/]+)")
+    def retrieve_refund(self, request: Request, refund_id: str) -> Response:
+        return Response(200, self._get(self.refunds, refund_id, "refund", "refund"))
 
     @route("POST", r"/v1/refunds")
     def create_refund(self, request: Request) -> Response:
@@ -227,6 +286,14 @@ class StripeFake(FakeApi):
         reason = data.get("reason")
         if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
             raise stripe_error(f"Invalid reason: {reason}", param="reason")
+        refund = self._make_refund(charge, amount, reason=reason, metadata=data.get("metadata"))
+        return Response(200, refund)
+
+    def _make_refund(
+        self, charge: dict[str, Any], amount: int, *, reason: str | None, metadata: Any
+    ) -> dict[str, Any]:
+        intent_id = charge["payment_intent"]
+        pending = self.refund_mode == "pending"
         refund = {
             "id": random_id("re_3", 23),
             "object": "refund",
@@ -236,10 +303,10 @@ class StripeFake(FakeApi):
             "created": int(time.time()),
             "currency": charge["currency"],
             "failure_reason": None,
-            "metadata": _metadata(data.get("metadata")),
+            "metadata": _metadata(metadata),
             "payment_intent": intent_id,
             "reason": reason,
-            "status": "succeeded",
+            "status": "pending" if pending else "succeeded",
         }
         self.refunds[refund["id"]] = refund
         charge["amount_refunded"] += amount
@@ -248,8 +315,10 @@ class StripeFake(FakeApi):
         charge["refunds"]["total_count"] += 1
         self.balance[charge["currency"]] -= amount
         self._emit("refund.created", refund)
+        # Stripe sends charge.refunded when a refund is made, pending or not: its refunds list
+        # says how each stands.
         self._emit("charge.refunded", charge)
-        return Response(200, refund)
+        return refund
 
     @route("POST", r"/v1/payouts")
     def create_payout(self, request: Request) -> Response:
@@ -370,6 +439,72 @@ class StripeFake(FakeApi):
             payout.update(status="failed", failure_code=code, failure_message=message)
             self.balance[payout["currency"]] += payout["amount"]
             return self._emit("payout.failed", payout)
+
+    def dashboard_refund(self, intent_id: str, amount: int | None = None) -> dict[str, Any]:
+        """Someone refunds in Stripe's dashboard (no Coffer metadata); returns the refund."""
+        with self.lock:
+            intent = self._get(self.payment_intents, intent_id, "payment_intent", "intent")
+            charge = self.charges[intent["latest_charge"]]
+            left = charge["amount"] - charge["amount_refunded"]
+            return self._make_refund(
+                charge, left if amount is None else amount, reason="requested_by_customer",
+                metadata=None,
+            )  # fmt: skip
+
+    def settle_refund(self, refund_id: str, *, succeed: bool = True) -> Webhook:
+        """The bank finishes a pending refund, or fails one (even one that had succeeded: Stripe
+        sends `refund.failed` then); returns the `refund.updated` webhook."""
+        with self.lock:
+            refund = self._get(self.refunds, refund_id, "refund", "refund")
+            if succeed:
+                assert refund["status"] == "pending"
+                refund["status"] = "succeeded"
+                return self._emit("refund.updated", refund)
+            assert refund["status"] in ("pending", "succeeded")
+            charge = self.charges[refund["charge"]]
+            refund.update(status="failed", failure_reason="expired_or_canceled_card")
+            charge["amount_refunded"] -= refund["amount"]
+            charge["refunded"] = False
+            self.balance[charge["currency"]] += refund["amount"]
+            updated = self._emit("refund.updated", refund)
+            self._emit("refund.failed", refund)
+            return updated
+
+    def open_dispute(
+        self, intent_id: str, *, amount: int | None = None, reason: str = "fraudulent"
+    ) -> Webhook:
+        """The cardholder disputes the charge: Stripe takes the amount; `charge.dispute.created`."""
+        with self.lock:
+            intent = self._get(self.payment_intents, intent_id, "payment_intent", "intent")
+            charge = self.charges[intent["latest_charge"]]
+            dispute = {
+                "id": random_id("dp_1", 23),
+                "object": "dispute",
+                "amount": charge["amount"] if amount is None else amount,
+                "charge": charge["id"],
+                "created": int(time.time()),
+                "currency": charge["currency"],
+                "is_charge_refundable": False,
+                "livemode": False,
+                "metadata": {},
+                "payment_intent": intent_id,
+                "reason": reason,
+                "status": "needs_response",
+            }
+            self.disputes[dispute["id"]] = dispute
+            charge["disputed"] = True
+            self.balance[charge["currency"]] -= dispute["amount"]
+            return self._emit("charge.dispute.created", dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> Webhook:
+        """The card network decides; `charge.dispute.closed` (won gives the money back)."""
+        with self.lock:
+            dispute = self._get(self.disputes, dispute_id, "dispute", "dispute")
+            assert dispute["status"] not in ("won", "lost")
+            dispute["status"] = "won" if won else "lost"
+            if won:
+                self.balance[dispute["currency"]] += dispute["amount"]
+            return self._emit("charge.dispute.closed", dispute)
 
     def webhook(self, event_type: str | None = None, **options: Any) -> Webhook:
         """The last recorded event (of `event_type`, if given), signed; see `sign`."""

@@ -299,7 +299,11 @@ def test_partial_then_full_refund(stripe_provider: StripeProvider, stripe_fake: 
         "USD",
         intent_id,
     )
-    assert stripe_fake.refunds[partial.refund_id]["metadata"] == {"reason": "late"}
+    assert stripe_fake.refunds[partial.refund_id]["metadata"] == {
+        "reason": "late",
+        "coffer_refund_id": "rf_1",
+    }
+    assert partial.reference == "rf_1"
     rest = stripe_provider.refund(
         payment_id=intent_id, amount=AMOUNT - 500, currency="USD", idempotency_key="rf_2", reason=""
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 from coffer import __version__
 from coffer.api import errors
 from coffer.api.inputs import RefuseControlCharacters
+from coffer.api.routers import admin_disputes as admin_dispute_routes
 from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
 from coffer.api.routers import auth as auth_routes
@@ -60,4 +61,5 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
     app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_dispute_routes.router, prefix=API_PREFIX)
     return app

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
-from coffer import ledger
+from coffer import alerts, ledger
 from coffer.config import ShopConfig
-from coffer.db import Database
+from coffer.db import Database, Writer
 from coffer.errors import (
     InvalidSignature,
     InvalidState,
@@ -28,12 +28,12 @@ from coffer.errors import (
     ProviderUnavailable,
 )
 from coffer.kit.clock import Clock
+from coffer.payments import disputes, service
 from coffer.payments import refunds as refund_service
-from coffer.payments import service
 from coffer.payments.refunds import Refund
 from coffer.payments.service import PaymentOrder, Quote
 from coffer.providers import Providers
-from coffer.providers.base import OrderRequest, ProviderOrder
+from coffer.providers.base import OrderRequest, ProviderOrder, ProviderRefund
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +114,8 @@ class CheckedPayment:
 
     order_id: str
     payment_id: str | None  # None: nothing to credit, the order was settled before
+    # What the provider says was refunded of the payment already, whoever refunded it.
+    refunds: tuple[ProviderRefund, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,7 @@ def check_confirmation(
         ) from exc
     if (confirmation.amount, confirmation.currency) != (order.amount, order.currency):
         raise InvalidSignature("the confirmed payment does not match the order")
-    return CheckedPayment(order.id, confirmation.payment_id)
+    return CheckedPayment(order.id, confirmation.payment_id, confirmation.refunds)
 
 
 def plan_confirmation(database: Database, checked: CheckedPayment) -> ledger.Work:
@@ -174,7 +176,39 @@ def plan_confirmation(database: Database, checked: CheckedPayment) -> ledger.Wor
     work = service.plan_credit(
         database, order_id=checked.order_id, payment_id=checked.payment_id, via="verify"
     )
-    return work.then(lambda _, answer: Confirmed(*answer))
+    return work.then(lambda session, answer: _claw_back_refunded(session, checked, *answer))
+
+
+def _claw_back_refunded(
+    session: Session, checked: CheckedPayment, order: PaymentOrder, credited: bool
+) -> Confirmed:
+    """Refunded at the provider before the client came back: credited, then clawed back, once
+    per provider refund (a later webhook for the same refund finds it booked). Runs in the
+    credit's own unit of work, after its ledger group."""
+    now = order.updated_at
+    clawed = False
+    for refund in checked.refunds:
+        if refund.status != "succeeded" or refund.currency != order.currency:
+            continue
+        if refund_service.find_by_provider_refund(session, refund.refund_id) is not None:
+            continue
+        if refund.reference and refund_service.find_refund(session, refund.reference):
+            continue
+        if refund_service.awaits_provider_id(session, order_id=order.id, amount=refund.amount):
+            continue  # maybe Coffer's own, not yet named: its webhook or resume settles it
+        disputes.record_provider_refund(
+            session,
+            order_id=order.id,
+            provider_refund_id=refund.refund_id,
+            amount=refund.amount,
+            reason=None,
+            via="verify",
+            now=now,
+        )
+        clawed = True
+    if clawed:
+        order = service.get_order(session, order.id)
+    return Confirmed(order, credited)
 
 
 def refund_order(
@@ -188,9 +222,15 @@ def refund_order(
     actor: str,
     idempotency_key: str | None,
     clock: Clock,
+    writer: Writer | None = None,
 ) -> Refund:
-    """Refund all or part of a paid order through its provider (refunds.py has the steps)."""
-    with database.unit_of_work() as session:
+    """Refund all or part of a paid order through its provider (refunds.py has the steps).
+
+    Each step that writes the ledger is a unit of work through the writer (no transaction is
+    open while the provider is asked)."""
+    writer = writer or Writer(database, group_commit=False)
+
+    def begin(session: Session) -> tuple[Refund, bool, PaymentOrder]:
         refund, is_new = refund_service.begin_refund(
             session,
             order_id=order_id,
@@ -201,19 +241,29 @@ def refund_order(
             idempotency_key=idempotency_key,
             now=clock(),
         )
-        order = service.get_order(session, order_id)
+        return refund, is_new, service.get_order(session, order_id)
+
+    begun: tuple[Refund, bool, PaymentOrder] = writer.call(begin)
+    refund, is_new, order = begun
     if not is_new and refund.status != "pending":
         return refund
     if refund.provider_refund_id is not None:
         return refund  # the provider has it; its webhook will finish it
-    return send_refund(database, providers, refund=refund, order=order, clock=clock)
+    return send_refund(database, providers, refund=refund, order=order, clock=clock, writer=writer)
 
 
 def send_refund(
-    database: Database, providers: Providers, *, refund: Refund, order: PaymentOrder, clock: Clock
+    database: Database,
+    providers: Providers,
+    *,
+    refund: Refund,
+    order: PaymentOrder,
+    clock: Clock,
+    writer: Writer | None = None,
 ) -> Refund:
     """Ask the provider for a pending refund (idempotent on the refund's id) and book the answer."""
     assert refund.status == "pending" and refund.order_id == order.id
+    writer = writer or Writer(database, group_commit=False)
     provider = providers.get(order.provider)
     try:
         provided = provider.refund(
@@ -224,17 +274,34 @@ def send_refund(
             reason=refund.reason,
         )
     except ProviderRejected as exc:
-        with database.unit_of_work() as session:
-            refund_service.fail_refund(
-                session, refund_id=refund.id, reason=exc.message, now=clock()
+        # A retry the provider refuses ("already refunded", or its idempotency window passed)
+        # may be refused because the first attempt went through: ask before giving up.
+        try:
+            settled = settle_from_provider(
+                database, providers, refund=refund, order=order, clock=clock, writer=writer
             )
+        except ProviderUnavailable:
+            # Cannot tell: the refund stays pending, reserved, and `resume_refunds` asks again.
+            log.warning("refund_reconcile_failed", refund_id=refund.id, order_id=order.id)
+            raise exc from None
+        except ProviderRejected:
+            settled = None  # the provider knows no such payment's refunds: nothing got there
+        if settled is not None:
+            return settled
+        refused = exc.message
+        writer.call(
+            lambda session: refund_service.fail_refund(
+                session, refund_id=refund.id, reason=refused, now=clock()
+            )
+        )
         raise
     except ProviderUnavailable:
         # The outcome is unknown: the refund stays pending with its reservation, and
         # `resume_refunds` (or the same request again) asks the provider with the same key.
         log.warning("refund_provider_unavailable", refund_id=refund.id, order_id=order.id)
         raise
-    with database.unit_of_work() as session:
+
+    def book(session: Session) -> Refund:
         if provided.status == "succeeded":
             return refund_service.complete_refund(
                 session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
@@ -247,13 +314,82 @@ def send_refund(
             session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
         )
 
+    booked: Refund = writer.call(book)
+    return booked
+
+
+def settle_from_provider(
+    database: Database,
+    providers: Providers,
+    *,
+    refund: Refund,
+    order: PaymentOrder,
+    clock: Clock,
+    writer: Writer | None = None,
+) -> Refund | None:
+    """Find a refund at the provider by the id Coffer sent along with it, and book how it
+    stands there; None when the provider has no such refund (so it never got there)."""
+    if not order.provider_payment_id:
+        return None
+    provider = providers.get(order.provider)
+    found = [
+        r
+        for r in provider.refunds_of_payment(payment_id=order.provider_payment_id)
+        if r.reference == refund.id
+    ]
+    if not found:
+        return None
+    return _book_provider_answer(
+        database, refund=refund, provided=found[0], clock=clock, writer=writer
+    )
+
+
+def _book_provider_answer(
+    database: Database,
+    *,
+    refund: Refund,
+    provided: ProviderRefund,
+    clock: Clock,
+    writer: Writer | None = None,
+) -> Refund:
+    if provided.amount != refund.amount:
+        raise ProviderRejected(
+            f"the provider's refund {provided.refund_id} is for {provided.amount}, "
+            f"not {refund.amount}",
+            refund_id=refund.id,
+        )
+    writer = writer or Writer(database, group_commit=False)
+
+    def book(session: Session) -> Refund:
+        if provided.status == "succeeded":
+            return refund_service.complete_refund(
+                session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
+            )
+        if provided.status == "failed":
+            return refund_service.reverse_refund(
+                session, refund_id=refund.id, reason="the provider failed the refund", now=clock()
+            )
+        return refund_service.note_provider_refund(
+            session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
+        )
+
+    booked: Refund = writer.call(book)
+    return booked
+
 
 RESUME_AFTER_S = 60
 RESUME_BATCH_MAX = 50
+RECONCILE_AFTER_S = 15 * 60
+RECONCILE_BATCH_MAX = 50
 
 
 def resume_refunds(
-    database: Database, providers: Providers, clock: Clock, *, limit: int = RESUME_BATCH_MAX
+    database: Database,
+    providers: Providers,
+    clock: Clock,
+    *,
+    limit: int = RESUME_BATCH_MAX,
+    writer: Writer | None = None,
 ) -> int:
     """Ask the provider again for refunds left pending without its answer (a crash or an
     outage between reserving and asking); returns how many were tried."""
@@ -263,10 +399,67 @@ def resume_refunds(
         )
         orders = {r.order_id: service.get_order(session, r.order_id) for r in stalled}
     for refund in stalled:
+        order = orders[refund.order_id]
         try:
-            send_refund(
-                database, providers, refund=refund, order=orders[refund.order_id], clock=clock
-            )
+            # The first attempt may have reached the provider: look before asking again.
+            if settle_from_provider(
+                database, providers, refund=refund, order=order, clock=clock, writer=writer
+            ):
+                continue
+            send_refund(database, providers, refund=refund, order=order, clock=clock, writer=writer)
         except (ProviderRejected, ProviderUnavailable) as exc:
             log.warning("refund_resume_failed", refund_id=refund.id, error=exc.message)
     return len(stalled)
+
+
+def reconcile_refunds(
+    database: Database,
+    providers: Providers,
+    clock: Clock,
+    *,
+    limit: int = RECONCILE_BATCH_MAX,
+    writer: Writer | None = None,
+) -> int:
+    """Finish refunds the provider acknowledged but never settled (its webhook lost or late):
+    ask it how each stands and book that. Each refund is asked about at most
+    `refunds.RECONCILE_ATTEMPTS_MAX` times, `RECONCILE_AFTER_S` apart; then an alert says so.
+    Returns how many were asked about."""
+    with database.read() as session:
+        due = refund_service.acknowledged_refunds(
+            session, older_than=clock() - timedelta(seconds=RECONCILE_AFTER_S), limit=limit
+        )
+        orders = {r.order_id: service.get_order(session, r.order_id) for r in due}
+    for refund in due:
+        order = orders[refund.order_id]
+        assert refund.provider_refund_id is not None
+        error: str | None = None
+        try:
+            provided = providers.get(order.provider).get_refund(
+                refund_id=refund.provider_refund_id, payment_id=order.provider_payment_id or ""
+            )
+            settled = _book_provider_answer(
+                database, refund=refund, provided=provided, clock=clock, writer=writer
+            )
+            if settled.status != "pending":
+                continue
+        except (ProviderRejected, ProviderUnavailable) as exc:
+            error = exc.message
+            log.warning("refund_reconcile_failed", refund_id=refund.id, error=exc.message)
+        with database.unit_of_work() as session:
+            attempts = refund_service.count_reconcile_attempt(
+                session, refund_id=refund.id, now=clock()
+            )
+            if attempts >= refund_service.RECONCILE_ATTEMPTS_MAX:
+                alerts.raise_alert(
+                    session,
+                    kind="refund.unreconciled",
+                    severity="critical",
+                    message=(
+                        f"refund {refund.id} of order {order.id} is still pending at "
+                        f"{order.provider} after {attempts} checks; settle it by hand"
+                    ),
+                    now=clock(),
+                    subject_id=refund.id,
+                    details={"provider_refund_id": refund.provider_refund_id, "error": error},
+                )
+    return len(due)

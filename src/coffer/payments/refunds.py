@@ -45,6 +45,8 @@ from coffer.payments.tables import payment_orders, refunds
 from coffer.wallets.service import system_account, wallet_account
 
 REASON_LENGTH_MAX = 255
+# `created_by` of the refunds the provider made on its own (payments/disputes.py).
+PROVIDER_ACTORS = ("provider", "provider:dispute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,28 @@ def find_by_provider_refund(session: Session, provider_refund_id: str) -> Refund
     return None if row is None else _refund_from_row(row)
 
 
+def find_refund(session: Session, refund_id: str) -> Refund | None:
+    row = session.execute(select(refunds).where(refunds.c.id == refund_id)).first()
+    return None if row is None else _refund_from_row(row)
+
+
+def awaits_provider_id(session: Session, *, order_id: str, amount: int) -> bool:
+    """Whether a refund Coffer started for this amount is pending without the provider's id:
+    a provider refund that names no Coffer refund may be that one, before its id is stored."""
+    row = session.execute(
+        select(refunds.c.id)
+        .where(
+            refunds.c.order_id == order_id,
+            refunds.c.status == "pending",
+            refunds.c.provider_refund_id.is_(None),
+            refunds.c.amount == amount,
+            refunds.c.created_by.not_in(PROVIDER_ACTORS),
+        )
+        .limit(1)
+    ).first()
+    return row is not None
+
+
 def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
     rows = session.execute(
         select(refunds).where(refunds.c.order_id == order_id).order_by(refunds.c.created_at)
@@ -110,18 +134,52 @@ def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
 
 
 def stalled_refunds(session: Session, *, older_than: datetime, limit: int) -> list[Refund]:
-    """Pending refunds the provider has not acknowledged, untouched since `older_than`."""
+    """Pending refunds the provider has not acknowledged, untouched since `older_than`. Those
+    the provider started (an open dispute's reservation) are not Coffer's to send."""
     rows = session.execute(
         select(refunds)
         .where(
             refunds.c.status == "pending",
             refunds.c.provider_refund_id.is_(None),
             refunds.c.updated_at < older_than,
+            refunds.c.created_by.not_in(PROVIDER_ACTORS),
         )
         .order_by(refunds.c.updated_at)
         .limit(limit)
     )
     return [_refund_from_row(r) for r in rows]
+
+
+def acknowledged_refunds(session: Session, *, older_than: datetime, limit: int) -> list[Refund]:
+    """Pending refunds the provider acknowledged (it named them) but never settled."""
+    rows = session.execute(
+        select(refunds)
+        .where(
+            refunds.c.status == "pending",
+            refunds.c.provider_refund_id.is_not(None),
+            refunds.c.updated_at < older_than,
+            refunds.c.reconcile_attempts < RECONCILE_ATTEMPTS_MAX,
+        )
+        .order_by(refunds.c.updated_at)
+        .limit(limit)
+    )
+    return [_refund_from_row(r) for r in rows]
+
+
+RECONCILE_ATTEMPTS_MAX = 10
+
+
+def count_reconcile_attempt(session: Session, *, refund_id: str, now: datetime) -> int:
+    """One more time the reconciler asked about this refund; returns the new count."""
+    session.execute(
+        update(refunds)
+        .where(refunds.c.id == refund_id)
+        .values(reconcile_attempts=refunds.c.reconcile_attempts + 1, updated_at=now)
+    )
+    count: int = session.execute(
+        select(refunds.c.reconcile_attempts).where(refunds.c.id == refund_id)
+    ).scalar_one()
+    return count
 
 
 def fingerprint(*, amount: int | None, reason: str, force: bool) -> str:
@@ -254,6 +312,145 @@ def begin_refund(
     return get_refund(session, refund_id), True
 
 
+def reserve_clawback(
+    session: Session,
+    *,
+    order_id: str,
+    amount: int,
+    reason: str,
+    actor: str,
+    key: str,
+    provider_refund_id: str | None,
+    now: datetime,
+) -> Refund:
+    """A refund the provider made (or may make: a chargeback) without being asked here.
+
+    Unlike `begin_refund` nothing can be refused: the money has left, so the wallet's diamonds
+    are held for what it holds and the rest is recorded as shortfall (booked as the user's debt
+    when the refund completes). `key` names the provider's object (`provider:<refund id>`,
+    `dispute:<dispute id>`): the same key returns the refund made the first time. `amount` is
+    at most what is left of the order (the caller caps it).
+    """
+    earlier = session.execute(
+        select(refunds).where(refunds.c.order_id == order_id, refunds.c.idempotency_key == key)
+    ).first()
+    if earlier is not None:
+        return _refund_from_row(earlier)
+    order = _lock_order_row(session, order_id)
+    committed = order.refunded_amount + order.refund_pending_amount
+    if not 0 < amount <= order.amount - committed:
+        raise InvalidState(
+            f"order {order.id} has {order.amount - committed} left, not {amount}",
+            refundable=order.amount - committed,
+        )
+    diamonds = clawback_for(order, refunded_before=committed, amount=amount)
+    wallet = wallet_account(session, order.user_id, DIAMOND)
+    held = min(diamonds, max(wallet.available, 0))
+    refund_id = new_id("re")
+    hold_id = None
+    if held:
+        issuance = system_account(session, kind="issuance", asset=DIAMOND)
+        hold = ledger.create_hold(
+            session,
+            debit_account_id=wallet.id,
+            credit_account_id=issuance.id,
+            amount=held,
+            type="refund",
+            metadata={"order_id": order.id, "refund_id": refund_id, "key": key},
+            idempotency_key=f"{refund_id}:hold",
+            source=LEDGER_SOURCE,
+            now=now,
+        )
+        hold_id = hold.id
+    session.execute(
+        insert(refunds).values(
+            id=refund_id,
+            order_id=order.id,
+            amount=amount,
+            diamonds=held,
+            shortfall_diamonds=diamonds - held,
+            reason=reason.strip()[:REASON_LENGTH_MAX] or "refunded at the provider",
+            forced="true",
+            status="pending",
+            provider_refund_id=provider_refund_id,
+            hold_id=hold_id,
+            idempotency_key=key,
+            request_fingerprint=None,
+            created_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    _move_order(session, order, pending_delta=amount, refunded_delta=0, clawed_delta=0, now=now)
+    return get_refund(session, refund_id)
+
+
+def _undone_amount(session: Session, order_id: str) -> int:
+    """What refunds of this order that failed after succeeding had booked (and then undid)."""
+    failed = session.execute(
+        select(refunds.c.id).where(refunds.c.order_id == order_id, refunds.c.status == "failed")
+    ).all()
+    if not failed:
+        return 0
+    made = ledger.find_by_idempotency(
+        session, source=LEDGER_SOURCE, keys=[f"{r.id}:undo-payment" for r in failed]
+    )
+    return sum(t.amount for t in made.values())
+
+
+def reverse_refund(session: Session, *, refund_id: str, reason: str, now: datetime) -> Refund:
+    """The provider failed a refund after it had succeeded (Stripe's `refund.failed`): the money
+    came back, so undo its booking (payment, clawback, debt) and mark it failed. A pending one
+    is simply failed; a failed one is left alone."""
+    refund = get_refund(session, refund_id, for_update=True)
+    if refund.status == "pending":
+        return fail_refund(session, refund_id=refund_id, reason=reason, now=now)
+    if refund.status != "succeeded":
+        return refund
+    order = _lock_order_row(session, refund.order_id)
+    parts = ("payment", "clawback", "shortfall")
+    made = ledger.find_by_idempotency(
+        session, source=LEDGER_SOURCE, keys=[f"{refund.id}:{part}" for part in parts]
+    )
+    meta = {"order_id": order.id, "refund_id": refund.id, "reason": reason[:200]}
+    operations: list[ledger.Operation] = [
+        Reversal(
+            transfer_id=made[f"{refund.id}:{part}"].id,
+            type="refund_reversal",
+            metadata=meta,
+            idempotency_key=f"{refund.id}:undo-{part}",
+        )
+        for part in parts
+        if f"{refund.id}:{part}" in made
+    ]
+    ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
+    refunded = order.refunded_amount - refund.amount
+    status = "partially_refunded" if refunded else "succeeded"
+    result = session.execute(
+        update(payment_orders)
+        .where(
+            payment_orders.c.id == order.id,
+            payment_orders.c.refunded_amount == order.refunded_amount,
+        )
+        .values(
+            refunded_amount=refunded,
+            diamonds_clawed_back=order.diamonds_clawed_back
+            - refund.diamonds
+            - refund.shortfall_diamonds,
+            status=status,
+            updated_at=now,
+        )
+    )
+    if not (isinstance(result, CursorResult) and result.rowcount == 1):
+        raise RuntimeError(f"order {order.id} changed under its lock")
+    session.execute(
+        update(refunds)
+        .where(refunds.c.id == refund.id)
+        .values(status="failed", failure_reason=reason[:REASON_LENGTH_MAX], updated_at=now)
+    )
+    return get_refund(session, refund.id)
+
+
 def _move_order(
     session: Session,
     order: PaymentOrder,
@@ -298,15 +495,28 @@ def complete_refund(
         raise InvalidState(f"refund {refund_id} is {refund.status}", status=refund.status)
     order = _lock_order_row(session, refund.order_id)
     assert order.payment_transfer_id is not None, "a refunded order was credited"
-    operations: list[ledger.Operation] = [
-        Reversal(
-            transfer_id=order.payment_transfer_id,
+    meta = {"order_id": order.id, "refund_id": refund.id}
+    payment_back: ledger.Operation = Reversal(
+        transfer_id=order.payment_transfer_id,
+        amount=refund.amount,
+        type="refund",
+        metadata=meta,
+        idempotency_key=f"{refund.id}:payment",
+    )
+    if _undone_amount(session, order.id):
+        # A refund of this order was undone (it failed after succeeding): the ledger counts
+        # its reversal against the payment for ever, so the money goes back as a transfer of
+        # its own between the same accounts instead.
+        payment = ledger.get_transfer(session, order.payment_transfer_id)
+        payment_back = TransferRequest(
+            debit_account_id=payment.credit_account_id,
+            credit_account_id=payment.debit_account_id,
             amount=refund.amount,
             type="refund",
-            metadata={"order_id": order.id, "refund_id": refund.id},
+            metadata={**meta, "payment_transfer_id": payment.id},
             idempotency_key=f"{refund.id}:payment",
         )
-    ]
+    operations: list[ledger.Operation] = [payment_back]
     if refund.hold_id is not None:
         operations.append(
             PostHold(
@@ -396,14 +606,19 @@ def fail_refund(session: Session, *, refund_id: str, reason: str, now: datetime)
 
 __all__ = [
     "Refund",
+    "acknowledged_refunds",
+    "awaits_provider_id",
     "begin_refund",
     "clawback_for",
     "complete_refund",
     "fail_refund",
     "find_by_provider_refund",
+    "find_refund",
     "get_order",
     "get_refund",
     "note_provider_refund",
     "refunds_of_order",
+    "reserve_clawback",
+    "reverse_refund",
     "stalled_refunds",
 ]

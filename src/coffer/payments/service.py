@@ -309,6 +309,21 @@ def find_by_provider_order(
     return None if row is None else order_from_row(row)
 
 
+def find_by_payment(session: Session, *, provider: str, payment_id: str) -> PaymentOrder | None:
+    """The order a provider's payment paid: by the payment id it named, or (Stripe, whose
+    payment id is the PaymentIntent, and an order not credited yet) by its order id."""
+    row = session.execute(
+        select(payment_orders)
+        .where(
+            payment_orders.c.provider == provider,
+            (payment_orders.c.provider_payment_id == payment_id)
+            | (payment_orders.c.provider_order_id == payment_id),
+        )
+        .limit(1)
+    ).first()
+    return None if row is None else order_from_row(row)
+
+
 def list_orders(
     session: Session,
     *,

@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    Integer,
     String,
     Table,
     Text,
@@ -79,6 +80,8 @@ refunds = Table(
     Column("idempotency_key", String(255), nullable=True),
     Column("request_fingerprint", String(64), nullable=True),
     Column("failure_reason", String(255), nullable=True),
+    # How often the reconciler asked the provider about it (bounded: see flows.reconcile_refunds).
+    Column("reconcile_attempts", Integer, nullable=False, server_default=text("0")),
     Column("created_by", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -88,4 +91,36 @@ refunds = Table(
     UniqueConstraint("order_id", "idempotency_key", name="uq_payment_refunds_key"),
     Index("ix_payment_refunds_order", "order_id"),
     Index("ix_payment_refunds_provider_id", "provider_refund_id"),
+)
+
+# Money the provider took back on its own: a chargeback (`kind` dispute) or a refund made in the
+# provider's dashboard (`kind` provider_refund). Each claws back through a refund row of its own
+# (`refund_id`): reserved while open, booked when lost or final, released when won.
+disputes = Table(
+    "payment_disputes",
+    metadata,
+    Column("id", String(32), primary_key=True),  # dsp_...
+    Column("order_id", String(32), ForeignKey("payment_orders.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("provider_dispute_id", String(128), nullable=False),  # dp_/disp_, or the refund id
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # minor units of the order's currency
+    Column("currency", String(16), nullable=False),
+    Column("diamonds", BigInteger, nullable=False, server_default=text("0")),  # held/clawed
+    Column("shortfall_diamonds", BigInteger, nullable=False, server_default=text("0")),  # owed
+    Column("refund_id", String(32), ForeignKey("payment_refunds.id"), nullable=True),
+    Column("hold_id", BigInteger, nullable=True),
+    Column("reason", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    UniqueConstraint("provider", "provider_dispute_id", name="uq_payment_disputes_provider_id"),
+    CheckConstraint("amount >= 0", name="amount_non_negative"),
+    CheckConstraint("diamonds >= 0 AND shortfall_diamonds >= 0", name="diamonds_non_negative"),
+    CheckConstraint("kind IN ('dispute', 'provider_refund')", name="kind_known"),
+    CheckConstraint("status IN ('open', 'won', 'lost', 'closed')", name="status_known"),
+    Index("ix_payment_disputes_status", "status", "created_at"),
+    Index("ix_payment_disputes_created_at", "created_at", "id"),
+    Index("ix_payment_disputes_order", "order_id"),
 )

@@ -31,6 +31,10 @@ class EventKind(enum.StrEnum):
     PAYMENT_CANCELLED = "payment.cancelled"
     REFUND_SUCCEEDED = "refund.succeeded"
     REFUND_FAILED = "refund.failed"
+    # A chargeback: opened (money held by the provider), then won (released) or lost (taken).
+    DISPUTE_OPENED = "dispute.opened"
+    DISPUTE_WON = "dispute.won"
+    DISPUTE_LOST = "dispute.lost"
     PAYOUT_PROCESSING = "payout.processing"
     PAYOUT_PAID = "payout.paid"
     PAYOUT_FAILED = "payout.failed"
@@ -61,6 +65,16 @@ class ProviderOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderRefund:
+    refund_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: str  # "pending" | "succeeded" | "failed"
+    reference: str | None = None  # Coffer's refund id, when Coffer started it (metadata/notes)
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentConfirmation:
     """A payment the provider confirms as captured/succeeded for an order."""
 
@@ -68,6 +82,8 @@ class PaymentConfirmation:
     payment_id: str
     amount: int
     currency: str
+    # Refunds the provider already made of it (a dashboard refund before the client verified).
+    refunds: tuple[ProviderRefund, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +100,9 @@ class WebhookEvent:
     amount: int | None = None  # minor units
     currency: str | None = None
     failure_reason: str | None = None
+    dispute_id: str | None = None  # the provider's dispute (chargeback) id
+    reference: str | None = None  # Coffer's own id the provider echoes (a refund's metadata)
     data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderRefund:
-    refund_id: str
-    payment_id: str
-    amount: int
-    currency: str
-    status: str  # "pending" | "succeeded" | "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +150,16 @@ class Provider(Protocol):
     def refund(
         self, *, payment_id: str, amount: int, currency: str, idempotency_key: str, reason: str
     ) -> ProviderRefund:
-        """Refund all or part of a captured payment."""
+        """Refund all or part of a captured payment (Coffer's refund id as `idempotency_key`,
+        also sent along so the provider echoes it back as the refund's `reference`)."""
+        ...
+
+    def get_refund(self, *, refund_id: str, payment_id: str) -> ProviderRefund:
+        """The provider's refund as it stands now."""
+        ...
+
+    def refunds_of_payment(self, *, payment_id: str) -> list[ProviderRefund]:
+        """Every refund the provider holds for a payment, whoever made it."""
         ...
 
     def payout(self, request: PayoutRequest) -> ProviderPayout:

@@ -137,6 +137,8 @@ class MockProvider:
         amount: int | None = None,
         currency: str | None = None,
         failure_reason: str | None = None,
+        dispute_id: str | None = None,
+        reference: str | None = None,
         event_id: str | None = None,
         timestamp_s: int | None = None,
         extra: Mapping[str, Any] | None = None,
@@ -154,6 +156,8 @@ class MockProvider:
             "amount": amount,
             "currency": currency,
             "failure_reason": failure_reason,
+            "dispute_id": dispute_id,
+            "reference": reference,
             **(extra or {}),
         }
         event = {
@@ -199,6 +203,8 @@ class MockProvider:
             amount=optional_int(data.get("amount")),
             currency=optional_str(data.get("currency")),
             failure_reason=optional_str(data.get("failure_reason")),
+            dispute_id=optional_str(data.get("dispute_id")),
+            reference=optional_str(data.get("reference")),
             data=data,
         )
 
@@ -221,7 +227,15 @@ class MockProvider:
             amount=amount,
             currency=currency,
             status="succeeded",
+            reference=idempotency_key,
         )
+
+    def get_refund(self, *, refund_id: str, payment_id: str) -> ProviderRefund:
+        # The sandbox keeps nothing, and its refunds are never left pending to ask about.
+        raise ProviderRejected("the mock provider keeps no refunds to look up", refund_id=refund_id)
+
+    def refunds_of_payment(self, *, payment_id: str) -> list[ProviderRefund]:
+        return []  # nothing is ever refunded at the sandbox but through Coffer
 
     def payout(self, request: PayoutRequest) -> ProviderPayout:
         check_amount(request.amount)

@@ -17,7 +17,9 @@ parsed; the event is named for the inbox by what that signature covers (its type
 entity ids), not by the unsigned `X-Razorpay-Event-Id` header. Razorpay may send
 `payment.failed` and later `payment.captured` for the same payment (a late authorisation): a
 PAYMENT_FAILED from Razorpay is therefore not final, and whoever applies events must let a later
-PAYMENT_SUCCEEDED win over it.
+PAYMENT_SUCCEEDED win over it. Refunds carry Coffer's refund id in `notes.coffer_refund_id`;
+`payment.dispute.*` become DISPUTE_OPENED / WON / LOST (`closed` is lost when Razorpay deducted
+an amount, else released).
 
 Payouts go through RazorpayX (`POST /v1/payouts`, composite: contact and fund account inline),
 from the business account `COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER`. The SDK has no payouts
@@ -77,6 +79,8 @@ EVENT_ID_HEADER = "X-Razorpay-Event-Id"
 RETRY_BACKOFF_S = 0.25  # first pause between attempts; doubles each time
 RETRY_BACKOFF_MAX_S = 2.0
 NOTE_LENGTH_MAX = 256  # Razorpay caps each note value at 256 characters
+REFUND_REFERENCE_NOTE = "coffer_refund_id"  # Coffer's refund id, in the refund's notes
+REFUNDS_PAGE_MAX = 100
 NARRATION_LENGTH_MAX = 30  # RazorpayX: alphanumerics and spaces, at most 30
 _PAYOUT_KEY = r"[A-Za-z0-9 _-]{4,36}"  # X-Payout-Idempotency: 4-36 of these
 _REFUND_KEY = r"[A-Za-z0-9_-]{10,36}"  # X-Refund-Idempotency: at least 10 of these
@@ -88,6 +92,12 @@ EVENT_KINDS: Mapping[str, EventKind] = {
     "payment.failed": EventKind.PAYMENT_FAILED,  # not final: see the module docstring
     "refund.processed": EventKind.REFUND_SUCCEEDED,
     "refund.failed": EventKind.REFUND_FAILED,
+    "payment.dispute.created": EventKind.DISPUTE_OPENED,
+    "payment.dispute.under_review": EventKind.DISPUTE_OPENED,
+    "payment.dispute.action_required": EventKind.DISPUTE_OPENED,
+    "payment.dispute.won": EventKind.DISPUTE_WON,
+    "payment.dispute.lost": EventKind.DISPUTE_LOST,
+    # payment.dispute.closed: lost if Razorpay deducted anything, else released (see _translate)
     "payout.initiated": EventKind.PAYOUT_PROCESSING,
     "payout.processed": EventKind.PAYOUT_PAID,
     "payout.failed": EventKind.PAYOUT_FAILED,
@@ -208,6 +218,7 @@ class RazorpayProvider:
         if status == "authorized":
             payment = self._capture(payment_id, amount=amount, currency=currency)
             status = payment.get("status")
+        refunded = optional_int(payment.get("amount_refunded")) or 0
         # "refunded" is only reached from "captured": the payment was made, refunds are separate.
         if status not in ("captured", "refunded"):
             raise ProviderRejected(
@@ -222,6 +233,8 @@ class RazorpayProvider:
             payment_id=payment_id,
             amount=amount,
             currency=currency,
+            # Refunded already (from the dashboard, before the client came back): say which.
+            refunds=tuple(self.refunds_of_payment(payment_id=payment_id)) if refunded else (),
         )
 
     def _fetch_payment(self, payment_id: str) -> dict[str, Any]:
@@ -269,6 +282,7 @@ class RazorpayProvider:
             order=_entity(payload, "order"),
             refund=_entity(payload, "refund"),
             payout=_entity(payload, "payout"),
+            dispute=_entity(payload, "dispute"),
             event=event,
         )
 
@@ -282,26 +296,36 @@ class RazorpayProvider:
         if not idempotency_key:
             raise ProviderRejected("a refund needs an idempotency key")
         key = derived_key(idempotency_key, pattern=_REFUND_KEY, length_max=36)
+        notes = {
+            "reason": reason[:NOTE_LENGTH_MAX],
+            REFUND_REFERENCE_NOTE: idempotency_key[:NOTE_LENGTH_MAX],
+        }
         refund = self._call(
             self._client.payment.refund,
             payment_id,
-            {"amount": amount, "notes": {"reason": reason[:NOTE_LENGTH_MAX]}},
+            {"amount": amount, "notes": notes},
             headers={"X-Refund-Idempotency": key},
             retry=True,
         )
-        status = REFUND_STATUSES.get(str(refund.get("status")))
-        if status is None:
-            raise ProviderRejected(
-                "Razorpay answered a refund in an unknown status",
-                provider_status=safe_code(refund.get("status")),
-            )
-        return ProviderRefund(
-            refund_id=_required_str(refund, "id"),
-            payment_id=str(refund.get("payment_id") or payment_id),
-            amount=optional_int(refund.get("amount")) or amount,
-            currency=upper(refund.get("currency")) or currency,
-            status=status,
+        return _provider_refund(refund, payment_id=payment_id, amount=amount, currency=currency)
+
+    def get_refund(self, *, refund_id: str, payment_id: str) -> ProviderRefund:
+        refund = self._call(self._client.refund.fetch, refund_id, retry=True)
+        return _provider_refund(refund, payment_id=payment_id)
+
+    def refunds_of_payment(self, *, payment_id: str) -> list[ProviderRefund]:
+        listed = self._call(
+            self._client.payment.fetch_multiple_refund,
+            payment_id,
+            {"count": REFUNDS_PAGE_MAX},
+            retry=True,
         )
+        items = listed.get("items")
+        return [
+            _provider_refund(r, payment_id=payment_id)
+            for r in (items if isinstance(items, list) else [])
+            if isinstance(r, dict)
+        ]
 
     def payout(self, request: PayoutRequest) -> ProviderPayout:
         if self._payout_account_number is None:
@@ -396,6 +420,38 @@ def _map_error(exc: Exception) -> Exception | None:
     return None
 
 
+def _provider_refund(
+    refund: Mapping[str, Any],
+    *,
+    payment_id: str,
+    amount: int | None = None,
+    currency: str | None = None,
+) -> ProviderRefund:
+    status = REFUND_STATUSES.get(str(refund.get("status")))
+    if status is None:
+        raise ProviderRejected(
+            "Razorpay answered a refund in an unknown status",
+            provider_status=safe_code(refund.get("status")),
+        )
+    found_amount = optional_int(refund.get("amount")) or amount
+    found_currency = upper(refund.get("currency")) or currency
+    if found_amount is None or found_currency is None:
+        raise ProviderUnavailable("Razorpay's refund has no amount or currency")
+    return ProviderRefund(
+        refund_id=_required_str(refund, "id"),
+        payment_id=str(refund.get("payment_id") or payment_id),
+        amount=found_amount,
+        currency=found_currency,
+        status=status,
+        reference=_reference(refund),
+    )
+
+
+def _reference(refund: Mapping[str, Any]) -> str | None:
+    notes = refund.get("notes")
+    return optional_str(notes.get(REFUND_REFERENCE_NOTE)) if isinstance(notes, dict) else None
+
+
 def _translate(
     *,
     event_type: str,
@@ -405,11 +461,25 @@ def _translate(
     order: dict[str, Any],
     refund: dict[str, Any],
     payout: dict[str, Any],
+    dispute: dict[str, Any],
     event: dict[str, Any],
 ) -> WebhookEvent:
     kind = EVENT_KINDS.get(event_type, EventKind.IGNORED)
     fields: dict[str, Any] = {}
-    if event_type.startswith(("payment.", "order.")):
+    if event_type.startswith("payment.dispute."):
+        if event_type == "payment.dispute.closed":
+            deducted = optional_int(dispute.get("amount_deducted")) or 0
+            kind = EventKind.DISPUTE_LOST if deducted else EventKind.DISPUTE_WON
+        fields = {
+            "payment_id": optional_str(dispute.get("payment_id"))
+            or optional_str(payment.get("id")),
+            "dispute_id": optional_str(dispute.get("id")),
+            "amount": optional_int(dispute.get("amount")),
+            "currency": upper(dispute.get("currency")),
+            "failure_reason": optional_str(dispute.get("reason_code"))
+            or optional_str(dispute.get("reason_description")),
+        }
+    elif event_type.startswith(("payment.", "order.")):
         fields = {
             "provider_order_id": optional_str(payment.get("order_id"))
             or optional_str(order.get("id")),
@@ -425,6 +495,7 @@ def _translate(
             "refund_id": optional_str(refund.get("id")),
             "amount": optional_int(refund.get("amount")),
             "currency": upper(refund.get("currency")),
+            "reference": _reference(refund),
         }
     elif event_type.startswith("payout."):
         fields = {

@@ -19,7 +19,10 @@ switched off when this module is imported; the switch is global to the SDK.
 Webhooks: `Stripe-Signature` is checked on the raw bytes with a 300 s tolerance either way
 (`signatures.verify_stripe`; stricter than the SDK, which accepts any future timestamp).
 `payment_intent.payment_failed` is not final: the customer may retry and the same PaymentIntent
-may still succeed, so a later PAYMENT_SUCCEEDED must win over it.
+may still succeed, so a later PAYMENT_SUCCEEDED must win over it. Refunds carry Coffer's refund
+id in `metadata.coffer_refund_id`, echoed back as the event's `reference`; `charge.refunded` is
+acted on only when its newest listed refund succeeded (refund.* events carry the rest), and
+`charge.dispute.*` become DISPUTE_OPENED / WON / LOST by the dispute's status.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ stripe.enable_telemetry = False
 NAME = "stripe"
 SIGNATURE_HEADER = "Stripe-Signature"
 METADATA_VALUE_LENGTH_MAX = 500  # Stripe's limit on a metadata value
+REFUND_REFERENCE_KEY = "coffer_refund_id"  # Coffer's refund id, in the refund's metadata
+REFUNDS_PAGE_MAX = 100
 _IDEMPOTENCY_KEY = r"[\x21-\x7e]{1,255}"  # printable ASCII, at most 255: Stripe's limit
 
 EVENT_KINDS: Mapping[str, EventKind] = {
@@ -77,8 +82,9 @@ EVENT_KINDS: Mapping[str, EventKind] = {
     "payment_intent.payment_failed": EventKind.PAYMENT_FAILED,  # not final: see above
     "payment_intent.processing": EventKind.PAYMENT_PROCESSING,
     "payment_intent.canceled": EventKind.PAYMENT_CANCELLED,
-    "charge.refunded": EventKind.REFUND_SUCCEEDED,
+    "charge.refunded": EventKind.REFUND_SUCCEEDED,  # only for a listed, succeeded refund
     "refund.failed": EventKind.REFUND_FAILED,
+    "charge.dispute.created": EventKind.DISPUTE_OPENED,
     "payout.paid": EventKind.PAYOUT_PAID,
     "payout.failed": EventKind.PAYOUT_FAILED,
     "payout.canceled": EventKind.PAYOUT_FAILED,
@@ -88,6 +94,17 @@ REFUND_EVENT_KINDS: Mapping[str, EventKind] = {
     "succeeded": EventKind.REFUND_SUCCEEDED,
     "failed": EventKind.REFUND_FAILED,
     "canceled": EventKind.REFUND_FAILED,
+}
+# charge.dispute.updated / closed: what the dispute's status says. An inquiry closed without a
+# chargeback (warning_closed) releases what was held, as a won dispute does.
+DISPUTE_EVENT_KINDS: Mapping[str, EventKind] = {
+    "warning_needs_response": EventKind.DISPUTE_OPENED,
+    "warning_under_review": EventKind.DISPUTE_OPENED,
+    "needs_response": EventKind.DISPUTE_OPENED,
+    "under_review": EventKind.DISPUTE_OPENED,
+    "won": EventKind.DISPUTE_WON,
+    "warning_closed": EventKind.DISPUTE_WON,
+    "lost": EventKind.DISPUTE_LOST,
 }
 PAYOUT_EVENT_KINDS: Mapping[str, EventKind] = {
     "in_transit": EventKind.PAYOUT_PROCESSING,
@@ -186,11 +203,18 @@ class StripeProvider:
         """Read the PaymentIntent back: the client's secret, then `succeeded`, amount, currency."""
         if not provider_order_id.startswith("pi_"):
             raise InvalidSignature("a Stripe order id is a PaymentIntent id (pi_...)")
-        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(provider_order_id))
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.retrieve(
+                provider_order_id,
+                {"expand": ["latest_charge"]},
+            )
+        )
         secret = intent.get("client_secret")
         if not isinstance(secret, str) or not signatures.constant_time_equal(secret, signature):
             raise InvalidSignature("the signature is not this PaymentIntent's client secret")
-        if payment_id not in (intent.get("id"), intent.get("latest_charge")):
+        charge = intent.get("latest_charge")
+        charge = charge if isinstance(charge, dict) else {"id": charge}
+        if payment_id not in (intent.get("id"), charge.get("id")):
             raise InvalidSignature("the payment id is neither the PaymentIntent nor its charge")
         status = intent.get("status")
         if status != "succeeded":
@@ -208,11 +232,16 @@ class StripeProvider:
             )
         if upper(intent.get("currency")) != currency:
             raise ProviderRejected("the PaymentIntent's currency differs from the order's")
+        refunded = optional_int(charge.get("amount_refunded")) or 0
         return PaymentConfirmation(
             provider_order_id=provider_order_id,
             payment_id=provider_order_id,
             amount=amount,
             currency=currency,
+            # Refunded already (in the dashboard, before the client came back): say which.
+            refunds=tuple(self.refunds_of_payment(payment_id=provider_order_id))
+            if refunded
+            else (),
         )
 
     # -- webhooks ------------------------------------------------------------------------------
@@ -258,7 +287,10 @@ class StripeProvider:
             "payment_intent": payment_id,
             "amount": amount,
             "reason": "requested_by_customer",
-            "metadata": {"reason": reason[:METADATA_VALUE_LENGTH_MAX]},
+            "metadata": {
+                "reason": reason[:METADATA_VALUE_LENGTH_MAX],
+                REFUND_REFERENCE_KEY: idempotency_key[:METADATA_VALUE_LENGTH_MAX],
+            },
         }
         refund = self._call(
             lambda: self._client.v1.refunds.create(
@@ -266,16 +298,24 @@ class StripeProvider:
                 {"idempotency_key": _key(f"coffer-refund-{idempotency_key}")},
             )
         )
-        status = REFUND_STATUSES.get(str(refund.get("status")))
-        if status is None:
-            raise ProviderRejected("Stripe answered a refund in an unknown status")
-        return ProviderRefund(
-            refund_id=_required_str(refund, "id"),
-            payment_id=optional_str(refund.get("payment_intent")) or payment_id,
-            amount=optional_int(refund.get("amount")) or amount,
-            currency=upper(refund.get("currency")) or currency,
-            status=status,
+        return _provider_refund(refund, payment_id=payment_id, amount=amount, currency=currency)
+
+    def get_refund(self, *, refund_id: str, payment_id: str) -> ProviderRefund:
+        refund = self._call(lambda: self._client.v1.refunds.retrieve(refund_id))
+        return _provider_refund(refund, payment_id=payment_id)
+
+    def refunds_of_payment(self, *, payment_id: str) -> list[ProviderRefund]:
+        listed = self._call(
+            lambda: self._client.v1.refunds.list(
+                {"payment_intent": payment_id, "limit": REFUNDS_PAGE_MAX}
+            )
         )
+        data = listed.get("data")
+        return [
+            _provider_refund(r, payment_id=payment_id)
+            for r in (data if isinstance(data, list) else [])
+            if isinstance(r, dict)
+        ]
 
     def payout(self, request: PayoutRequest) -> ProviderPayout:
         """A payout from the Stripe balance (or a connected account's) to a bank account.
@@ -354,6 +394,35 @@ def _map_error(exc: stripe.StripeError) -> Exception:
     return with_provider_text(ProviderRejected("Stripe refused the request", **details), text)
 
 
+def _provider_refund(
+    refund: Mapping[str, Any],
+    *,
+    payment_id: str,
+    amount: int | None = None,
+    currency: str | None = None,
+) -> ProviderRefund:
+    status = REFUND_STATUSES.get(str(refund.get("status")))
+    if status is None:
+        raise ProviderRejected("Stripe answered a refund in an unknown status")
+    found_amount = optional_int(refund.get("amount")) or amount
+    found_currency = upper(refund.get("currency")) or currency
+    if found_amount is None or found_currency is None:
+        raise ProviderUnavailable("Stripe's refund has no amount or currency")
+    return ProviderRefund(
+        refund_id=_required_str(refund, "id"),
+        payment_id=optional_str(refund.get("payment_intent")) or payment_id,
+        amount=found_amount,
+        currency=found_currency,
+        status=status,
+        reference=_reference(refund),
+    )
+
+
+def _reference(refund: Mapping[str, Any]) -> str | None:
+    metadata = refund.get("metadata")
+    return optional_str(metadata.get(REFUND_REFERENCE_KEY)) if isinstance(metadata, dict) else None
+
+
 def _translate(
     *, event_id: str, event_type: str, created: Any, obj: dict[str, Any], event: dict[str, Any]
 ) -> WebhookEvent:
@@ -375,16 +444,33 @@ def _translate(
         }
     elif event_type == "charge.refunded":
         # The charge's refunds list is only sent by older API versions; when it is there the
-        # newest refund is the one this event is about.
+        # newest refund is the one this event is about, and it is acted on only if that refund
+        # itself succeeded (its amount is checked where it is applied). Without the list the
+        # refund.* events carry each refund.
         refunds = obj.get("refunds")
         listed = refunds.get("data") if isinstance(refunds, dict) else None
         latest = listed[0] if isinstance(listed, list) and listed else {}
         latest = latest if isinstance(latest, dict) else {}
+        if not latest or latest.get("status") != "succeeded":
+            kind = EventKind.IGNORED
         fields = {
             "payment_id": optional_str(obj.get("payment_intent")),
             "refund_id": optional_str(latest.get("id")),
             "amount": optional_int(latest.get("amount")),
             "currency": upper(obj.get("currency")),
+            "reference": _reference(latest),
+        }
+    elif event_type.startswith("charge.dispute."):
+        if event_type in ("charge.dispute.updated", "charge.dispute.closed"):
+            kind = DISPUTE_EVENT_KINDS.get(str(status), EventKind.IGNORED)
+        elif event_type != "charge.dispute.created":
+            kind = EventKind.IGNORED  # funds_withdrawn / funds_reinstated follow the status
+        fields = {
+            "payment_id": optional_str(obj.get("payment_intent")),
+            "dispute_id": optional_str(obj.get("id")),
+            "amount": optional_int(obj.get("amount")),
+            "currency": upper(obj.get("currency")),
+            "failure_reason": optional_str(obj.get("reason")),
         }
     elif event_type.startswith("refund."):
         if event_type in ("refund.created", "refund.updated"):
@@ -395,6 +481,7 @@ def _translate(
             "amount": optional_int(obj.get("amount")),
             "currency": upper(obj.get("currency")),
             "failure_reason": optional_str(obj.get("failure_reason")),
+            "reference": _reference(obj),
         }
     elif event_type.startswith("payout."):
         if event_type in ("payout.created", "payout.updated"):

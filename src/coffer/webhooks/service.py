@@ -4,6 +4,10 @@ acted on exactly once; failures are retried with backoff up to `ATTEMPTS_MAX` ti
 
 States never move backwards because the payment and refund functions this dispatches to only
 move forward (`payments/service.py`); a replayed or late event is a no-op there too.
+
+Refund events are matched to Coffer's refunds by the provider's refund id, else by the Coffer
+refund id the provider echoes (Stripe metadata, Razorpay notes); one that is neither is a refund
+made at the provider, clawed back as `payments/disputes.py` says, as are dispute events.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from sqlalchemy.orm import Session
 
 from coffer.db import dialect
 from coffer.errors import CofferError
+from coffer.payments import disputes as payment_disputes
 from coffer.payments import refunds as payment_refunds
 from coffer.payments import service as payments
+from coffer.payments.refunds import Refund
 from coffer.providers.base import EventKind, WebhookEvent
 from coffer.webhooks.tables import inbox
 
@@ -182,29 +188,121 @@ def _dispatch(session: Session, event: WebhookEvent, *, now: datetime) -> str:
             payments.mark_cancelled(session, order_id=order.id, now=now)
         return "processed"
     if kind in (EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED):
-        refund = (
-            payment_refunds.find_by_provider_refund(session, event.refund_id)
-            if event.refund_id
-            else None
-        )
-        if refund is None:
-            # A refund made outside Coffer (the provider's dashboard) or not yet noted: the
-            # books only follow refunds Coffer started. Kept in the inbox for the operator.
-            return "ignored"
-        if kind is EventKind.REFUND_SUCCEEDED:
+        return _apply_refund_event(session, event, now=now)
+    if kind in (EventKind.DISPUTE_OPENED, EventKind.DISPUTE_WON, EventKind.DISPUTE_LOST):
+        return _apply_dispute_event(session, event, now=now)
+    # Payout and other events are kept, verified, in the inbox; nothing in Coffer acts on them yet.
+    return "ignored"
+
+
+def _paid_order(session: Session, event: WebhookEvent) -> payments.PaymentOrder:
+    """The settled order an event's payment paid, or an error saying when to look again."""
+    if not event.payment_id:
+        raise PermanentWebhookError("the event names no payment")
+    order = payments.find_by_payment(session, provider=event.provider, payment_id=event.payment_id)
+    if order is None or order.status not in payments.SETTLED:
+        # Not credited yet (its own event may be behind this one), or not Coffer's: retry,
+        # and after ATTEMPTS_MAX it is parked for the operator.
+        raise RetryableWebhookError(f"no settled order for payment {event.payment_id} yet")
+    if event.currency is not None and event.currency.upper() != order.currency:
+        raise PermanentWebhookError("the event's currency differs from the order's")
+    return order
+
+
+def _our_refund(session: Session, event: WebhookEvent) -> Refund | None:
+    """The refund of Coffer's an event is about: by the provider's id, or, when that is not
+    stored yet (the webhook beat the provider's answer), by the id Coffer sent along."""
+    if event.refund_id:
+        refund = payment_refunds.find_by_provider_refund(session, event.refund_id)
+        if refund is not None:
+            return refund
+    if event.reference:
+        refund = payment_refunds.find_refund(session, event.reference)
+        if refund is not None:
+            order = payments.get_order(session, refund.order_id)
+            if order.provider == event.provider and (
+                event.payment_id is None
+                or event.payment_id in (order.provider_payment_id, order.provider_order_id)
+            ):
+                return refund
+    return None
+
+
+def _apply_refund_event(session: Session, event: WebhookEvent, *, now: datetime) -> str:
+    refund = _our_refund(session, event)
+    succeeded = event.kind is EventKind.REFUND_SUCCEEDED
+    if refund is not None:
+        if event.amount is not None and event.amount != refund.amount:
+            raise PermanentWebhookError(
+                f"the event's refund amount {event.amount} differs from refund {refund.id}'s "
+                f"{refund.amount}"
+            )
+        if succeeded:
+            if refund.status == "failed":
+                raise PermanentWebhookError(
+                    f"the provider reports refund {refund.id} succeeded, but it was failed here"
+                )
             payment_refunds.complete_refund(
                 session, refund_id=refund.id, provider_refund_id=event.refund_id, now=now
             )
         else:
-            payment_refunds.fail_refund(
+            # Pending: released. Succeeded before: the booking is undone (the money came back).
+            payment_refunds.reverse_refund(
                 session,
                 refund_id=refund.id,
                 reason=event.failure_reason or "the provider failed the refund",
                 now=now,
             )
         return "processed"
-    # Payout and other events are kept, verified, in the inbox; nothing in Coffer acts on them yet.
-    return "ignored"
+    if not succeeded or not event.refund_id:
+        # A refund Coffer never booked failed, or one it cannot name: nothing to undo.
+        return "ignored"
+    # Made outside Coffer (the provider's dashboard): the money has left, claw back.
+    order = _paid_order(session, event)
+    if event.amount is None:
+        raise PermanentWebhookError("the provider's refund event has no amount")
+    if payment_refunds.awaits_provider_id(session, order_id=order.id, amount=event.amount):
+        # It may be Coffer's own refund whose answer is not stored yet (a provider that does
+        # not echo Coffer's id): retry through the inbox rather than claw back twice.
+        raise RetryableWebhookError(
+            f"a refund of {event.amount} on order {order.id} awaits the provider's id"
+        )
+    payment_disputes.record_provider_refund(
+        session,
+        order_id=order.id,
+        provider_refund_id=event.refund_id,
+        amount=event.amount,
+        reason=event.failure_reason,
+        via=f"webhook {event.provider_type}",
+        now=now,
+    )
+    return "processed"
+
+
+def _apply_dispute_event(session: Session, event: WebhookEvent, *, now: datetime) -> str:
+    if not event.dispute_id:
+        raise PermanentWebhookError("the dispute event names no dispute")
+    order = _paid_order(session, event)
+    if event.kind is EventKind.DISPUTE_OPENED:
+        payment_disputes.open_dispute(
+            session,
+            order_id=order.id,
+            provider_dispute_id=event.dispute_id,
+            amount=event.amount,
+            reason=event.failure_reason,
+            now=now,
+        )
+    else:
+        payment_disputes.resolve_dispute(
+            session,
+            order_id=order.id,
+            provider_dispute_id=event.dispute_id,
+            won=event.kind is EventKind.DISPUTE_WON,
+            amount=event.amount,
+            reason=event.failure_reason,
+            now=now,
+        )
+    return "processed"
 
 
 def record_failure(session: Session, *, inbox_id: int, error: BaseException, now: datetime) -> None:

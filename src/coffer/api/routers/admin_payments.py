@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from coffer import idempotency
 from coffer.api import errors
-from coffer.api.deps import AdminPrincipal, DatabaseDep, clock_of, get_providers
+from coffer.api.deps import AdminPrincipal, DatabaseDep, clock_of, get_providers, get_writer
 from coffer.api.idempotent import IdempotencyKeyHeader
 from coffer.api.pagination import Cursor, Limit, TimeBound, decode_cursor, encode_cursor, time_range
 from coffer.auth import USER_ID_LENGTH_MAX, USER_ID_PATTERN
@@ -121,6 +121,7 @@ def refund(
         actor=principal.id,
         idempotency_key=key,
         clock=clock_of(request),
+        writer=get_writer(request),
     )
     with database.read() as session:
         order = payments.get_order(session, order_id)
