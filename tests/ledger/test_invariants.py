@@ -9,40 +9,14 @@ database skip the guarded UPDATE, and checks that nothing was committed.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from coffer import ledger
 from coffer.db import Database
 from tests.ledger.books import assert_clean, state
 from tests.ledger.factories import define_assets, fund, system, wallet
 from tests.ledger.triggers import updates_skipped
+from tests.support.optimised import run_optimised
 
-ROOT = Path(__file__).resolve().parents[2]
-SUBPROCESS_TIMEOUT_S = 120
 MARK = "invariant violated:"
-
-
-def run_optimised(db: Database, scenario: str, *args: object) -> str:
-    """Run `scenario(url, *args)` of this module under `python -O`; return what it printed."""
-    url = db.engine.url.render_as_string(hide_password=False)
-    code = (
-        "import sys\n"
-        "assert False, 'asserts are on: this is not python -O'\n"
-        f"from tests.ledger.test_invariants import {scenario}\n"
-        f"{scenario}({url!r}, *{args!r})\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-O", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def transfer_once(url: str, debit_account_id: int, credit_account_id: int) -> None:
@@ -72,7 +46,7 @@ def test_guarded_account_update_raises_under_python_O(db: Database) -> None:
         fund(s, alice, 100)
     before = state(db)
     with updates_skipped(db, "ledger_accounts"):
-        printed = run_optimised(db, "transfer_once", alice.id, fees.id)
+        printed = run_optimised(db, __name__, "transfer_once", alice.id, fees.id)
     assert printed.startswith(f"{MARK} accounts updated: 0, expected 2"), printed
     assert state(db) == before  # rolled back whole: no transfer, no counter, same chain head
     assert_clean(db)
@@ -85,7 +59,7 @@ def test_guarded_chain_head_update_raises_under_python_O(db: Database) -> None:
         fund(s, alice, 100)
     before = state(db)
     with updates_skipped(db, "ledger_chain"):
-        printed = run_optimised(db, "transfer_once", alice.id, fees.id)
+        printed = run_optimised(db, __name__, "transfer_once", alice.id, fees.id)
     assert printed.startswith(f"{MARK} chain heads updated: 0, expected 1"), printed
     assert state(db) == before
     assert_clean(db)
