@@ -16,10 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT_S = 120
 
 
-def run_optimised(db: Database | None, module: str, scenario: str, *args: object) -> str:
-    """Run `module.scenario(url, *args)` under `python -O`; return what it printed (`url` is
-    None without a database)."""
-    url = None if db is None else db.engine.url.render_as_string(hide_password=False)
+def run_optimised(db: Database, module: str, scenario: str, *args: object) -> str:
+    """Run `module.scenario(url, *args)` under `python -O`; return what it printed."""
+    url = db.engine.url.render_as_string(hide_password=False)
     code = (
         "assert False, 'asserts are on: this is not python -O'\n"
         f"from {module} import {scenario}\n"
