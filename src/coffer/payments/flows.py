@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
+from coffer import ledger
 from coffer.config import ShopConfig
 from coffer.db import Database
 from coffer.errors import (
@@ -192,7 +193,10 @@ def send_refund(
     database: Database, providers: Providers, *, refund: Refund, order: PaymentOrder, clock: Clock
 ) -> Refund:
     """Ask the provider for a pending refund (idempotent on the refund's id) and book the answer."""
-    assert refund.status == "pending" and refund.order_id == order.id
+    if refund.status != "pending" or refund.order_id != order.id:  # money would leave twice
+        raise ledger.InvariantViolated(
+            f"refund {refund.id} ({refund.status}, order {refund.order_id}) sent for {order.id}"
+        )
     provider = providers.get(order.provider)
     try:
         provided = provider.refund(
