@@ -1,7 +1,7 @@
 """A plain-Python model of the ledger's books, for the property tests.
 
 It is written from the documented rules (DESIGN.md "The ledger", the docstrings of
-`ledger/service.py` and `ledger/posting.py`), not by calling the ledger, so a test that compares
+`ledger/service.py` and `ledger/posting/`), not by calling the ledger, so a test that compares
 the two catches a change in either. It predicts every transfer row exactly: ids (gap-free, in
 commit order), linked-group ids, balances after, the clamped clock, holds and their resolutions,
 expiry rows made by the sweep and on touch, and idempotent replays.

@@ -70,7 +70,7 @@ def balance_at(session: Session, *, account_id: int, at: datetime) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Several accounts at once (a user's wallet and earnings): the SQL for these read models lives
-# here, beside their only callers, rather than among the posting statements in repository.py.
+# here, beside their only callers, rather than among the posting statements in repository/.
 
 
 @dataclass(frozen=True, slots=True)

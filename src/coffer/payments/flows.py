@@ -262,7 +262,10 @@ def send_refund(
     writer: Writer | None = None,
 ) -> Refund:
     """Ask the provider for a pending refund (idempotent on the refund's id) and book the answer."""
-    assert refund.status == "pending" and refund.order_id == order.id
+    if refund.status != "pending" or refund.order_id != order.id:  # money would leave twice
+        raise ledger.InvariantViolated(
+            f"refund {refund.id} ({refund.status}, order {refund.order_id}) sent for {order.id}"
+        )
     writer = writer or Writer(database, group_commit=False)
     provider = providers.get(order.provider)
     try:

@@ -494,7 +494,8 @@ def complete_refund(
     if refund.status != "pending":
         raise InvalidState(f"refund {refund_id} is {refund.status}", status=refund.status)
     order = _lock_order_row(session, refund.order_id)
-    assert order.payment_transfer_id is not None, "a refunded order was credited"
+    if order.payment_transfer_id is None:  # a refund reverses the credit; there must be one
+        raise ledger.InvariantViolated(f"order {order.id} is refunded but was never credited")
     meta = {"order_id": order.id, "refund_id": refund.id}
     payment_back: ledger.Operation = Reversal(
         transfer_id=order.payment_transfer_id,

@@ -607,15 +607,20 @@ def order_cursor(order: PaymentOrder) -> list[str]:
 def decode_order_cursor(value: object) -> tuple[datetime, str] | None:
     if value is None:
         return None
+    # Checked with `if`s, not asserts: this is a client's input, and `python -O` strips asserts.
+    invalid = ValidationFailed(
+        "cursor is not one this API gave out",
+        fields=[{"field": "query.cursor", "message": "invalid cursor"}],
+    )
+    if not (isinstance(value, list) and len(value) == 2):
+        raise invalid
+    created_at, order_id = value
+    if not (isinstance(created_at, str) and isinstance(order_id, str)):
+        raise invalid
     try:
-        assert isinstance(value, list) and len(value) == 2
-        created_at, order_id = value
-        assert isinstance(created_at, str) and isinstance(order_id, str)
         parsed = datetime.fromisoformat(created_at)
-        assert parsed.tzinfo is not None
-    except (AssertionError, ValueError) as exc:
-        raise ValidationFailed(
-            "cursor is not one this API gave out",
-            fields=[{"field": "query.cursor", "message": "invalid cursor"}],
-        ) from exc
+    except ValueError as exc:
+        raise invalid from exc
+    if parsed.tzinfo is None:
+        raise invalid
     return parsed, order_id

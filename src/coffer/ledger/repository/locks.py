@@ -1,5 +1,6 @@
-"""Posting's reads under lock: the chain head, accounts and holds, in id order; and the
-writer connection's tuning."""
+"""Posting's reads: the chain head, accounts and holds, locked in id order; the transfers a
+batch refers to (by idempotency key, as originals of reversals); and the writer connection's
+tuning."""
 
 from __future__ import annotations
 
