@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     ledger_batch_size_max: Annotated[int, Field(gt=0, le=100_000)] = 1_000
     ledger_queue_size_max: Annotated[int, Field(gt=0, le=1_000_000)] = 10_000
     ledger_wait_max_ms: Annotated[float, Field(ge=0, le=1_000)] = 0.0
+    # Money-moving requests commit through the shared writer in batches; false commits each
+    # request in its own transaction (the seeds' way: `coffer bench --http` compares the two).
+    group_commit: bool = True
 
     @field_validator(
         "jwt_secret",
