@@ -173,6 +173,7 @@ def test_http_bench_serves_drives_and_verifies(tmp_path: Path) -> None:
         assert row["errors"] == 0 and row["setup_errors"] == 0, row["error_samples"]
         assert row["verified"] is True
         assert "://" not in json.dumps(row)  # never the URL, which may carry credentials
+        assert 1 <= row["connections"] <= 2  # keep-alive: one connection per client
     topup = rows[1]
     assert topup["requests"] == 2 * topup["ops"]  # a top-up is an order and its verify
     # The books hold every acknowledged top-up (users were funded before: only for gifts).

@@ -93,6 +93,7 @@ class HttpRun:
     errors: int
     error_samples: list[str]
     setup_errors: int
+    connections: int  # opened by the load generator in the window: keep-alive makes `clients`
     server_cpu_us_per_request: float
     verified: bool | None  # None for the floor: it has no books
     load_before: float
@@ -289,6 +290,7 @@ def _run_one(
         errors=figures["errors"],
         error_samples=figures["error_samples"],
         setup_errors=ready.get("setup_errors", 0),
+        connections=figures["connections"],
         server_cpu_us_per_request=(cpu_after - cpu_before) * 1e6 / requests,
         verified=verified,
         load_before=round(load_before, 2),

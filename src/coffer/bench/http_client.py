@@ -48,6 +48,12 @@ class _Answer:
         self.body = bytearray()
         self.done = False
         self.keep_alive = True
+        self.parser: httptools.HttpResponseParser | None = None
+
+    def on_headers_complete(self) -> None:
+        # Asked here: once the message is complete, httptools answers False whatever it said.
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body += body
@@ -58,6 +64,8 @@ class _Answer:
 
 class Connection:
     """One keep-alive connection; reconnects after an error."""
+
+    opened = 0  # connections made by this process (a keep-alive run makes one per client)
 
     def __init__(self, host: str, port: int) -> None:
         self._host = host
@@ -72,6 +80,7 @@ class Connection:
         if self._writer is None:
             connect = asyncio.open_connection(self._host, self._port)
             self._reader, self._writer = await asyncio.wait_for(connect, CONNECT_TIMEOUT_S)
+            Connection.opened += 1
         assert self._reader is not None and self._writer is not None
         payload = b"" if body is None else json.dumps(body).encode()
         head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._host_header]
@@ -83,13 +92,13 @@ class Connection:
         try:
             self._writer.write(b"".join(head) + payload)
             answer = _Answer()
-            parser = httptools.HttpResponseParser(answer)
+            parser = answer.parser = httptools.HttpResponseParser(answer)
             while not answer.done:
                 chunk = await asyncio.wait_for(self._reader.read(READ_CHUNK), REQUEST_TIMEOUT_S)
                 if not chunk:
                     raise HttpError("the server closed the connection")
                 parser.feed_data(chunk)
-            if not parser.should_keep_alive():
+            if not answer.keep_alive:
                 self.close()
             return parser.get_status_code(), bytes(answer.body)
         except BaseException:
@@ -219,6 +228,7 @@ def _percentile(ordered: list[float], share: float) -> float:
 
 async def _drive(plan: Plan) -> dict[str, Any]:
     latencies: list[float] = []
+    opened_before = Connection.opened
     requests = 0
     errors = 0
     samples: list[str] = []
@@ -251,6 +261,7 @@ async def _drive(plan: Plan) -> dict[str, Any]:
         "requests": requests,
         "errors": errors,
         "error_samples": samples,
+        "connections": Connection.opened - opened_before,
         "elapsed_s": elapsed,
         "ops_per_s": len(latencies) / elapsed,
         "requests_per_s": requests / elapsed,
