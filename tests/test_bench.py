@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from coffer import ledger
+from coffer.audit.verify import verify_books
 from coffer.bench import WORKLOADS, BenchOptions, BenchResult, run_bench
 from coffer.cli import app
 from coffer.db import Database
@@ -130,3 +132,55 @@ def test_bench_table_and_cli_json(db: Database, database_url: str) -> None:
     data = json.loads(outcome.output.strip().splitlines()[-1])
     assert set(data) == KEYS
     assert data["verified"] is True
+
+
+def test_http_bench_serves_drives_and_verifies(tmp_path: Path) -> None:
+    """`coffer bench --http`: a real `coffer serve`, driven from another process."""
+    results = tmp_path / "results.jsonl"
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--http",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'bench.db'}",
+            "--workload",
+            "balance,topup",
+            "--group-commit",
+            "on",
+            "--clients",
+            "2",
+            "--duration-s",
+            "1",
+            "--users",
+            "3",
+            "--results",
+            str(results),
+        ],
+        env={"COLUMNS": "200"},
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    for heading in ("workload", "req/s", "p99 ms", "CPU µs/req", "errors", "books verified"):
+        assert heading in outcome.output
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(row["workload"], row["group_commit"]) for row in rows] == [
+        ("balance", None),
+        ("topup", True),
+    ]
+    for row in rows:
+        assert row["kind"] == "http" and row["database"] == "sqlite"
+        assert row["errors"] == 0 and row["setup_errors"] == 0, row["error_samples"]
+        assert row["verified"] is True
+        assert "://" not in json.dumps(row)  # never the URL, which may carry credentials
+        assert 1 <= row["connections"] <= 2  # keep-alive: one connection per client
+    topup = rows[1]
+    assert topup["requests"] == 2 * topup["ops"]  # a top-up is an order and its verify
+    # The books hold every acknowledged top-up (users were funded before: only for gifts).
+    database = Database.connect(f"sqlite:///{tmp_path / 'bench.db'}")
+    try:
+        report = verify_books(database)
+    finally:
+        database.dispose()
+    assert report.ok
+    assert report.transfers >= topup["ops"]

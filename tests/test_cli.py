@@ -100,3 +100,62 @@ def test_tasks_run_runs_every_job_once_and_refuses_an_unknown_one(tmp_path: Path
     assert one.returncode == 0 and one.stdout.strip() == "calls.warn: 0"
     bad = run("nope")
     assert bad.returncode == 2 and "no job 'nope'" in bad.stderr
+
+
+def test_serve_with_workers_starts_once_and_workers_share_the_checkout_secret(
+    tmp_path: Path,
+) -> None:
+    """`coffer serve --workers 2`: the parent migrates and issues the first admin key once;
+    a top-up ordered on one connection verifies on others, whichever worker each one reaches
+    (each process used to draw its own mock secret)."""
+    import os
+    import socket
+    import time
+
+    import httpx
+
+    from coffer import auth
+    from coffer.kit.clock import utc_now
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secret = "serve-workers-test-" + "s" * 32
+    env = {**os.environ, "COFFER_JWT_SECRET": secret, "COFFER_LOG_LEVEL": "warning"}
+    env.pop("COFFER_MOCK_WEBHOOK_SECRET", None)
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "coffer.cli", "serve", "--workers", "2", "--port", str(port)]
+    command += ["--database-url", f"sqlite:///{tmp_path / 'serve.db'}"]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        token = auth.mint_user_token(secret, user_id="w1", ttl_s=600, now=utc_now()).token
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(6):  # a fresh connection for every request: either worker may answer
+            order = httpx.post(f"{base}/wallet/topup", json={"diamonds": 100}, headers=headers)
+            assert order.status_code == 201, order.text
+            body = order.json()["order"]
+            paid = httpx.post(
+                f"{base}/wallet/verify",
+                json={
+                    "order_id": body["id"],
+                    "payment_id": body["checkout"]["payment_id"],
+                    "signature": body["checkout"]["signature"],
+                },
+                headers=headers,
+            )
+            assert paid.status_code == 200, paid.text
+    finally:
+        server.terminate()
+        server.wait(60)
+    assert log.read_text().count("here is its first one") == 1

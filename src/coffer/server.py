@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import logging
+import os
 import pkgutil
+import secrets
 import sys
 from dataclasses import dataclass, field
 
@@ -225,3 +229,29 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         rate_limiter=rate_limiter,
         writer=writer,
     )
+
+
+def share_with_workers(settings: Settings) -> None:
+    """Put what `coffer serve --workers N` decided into the environment its workers read.
+
+    The database URL may have come from `--database-url`; and without a configured mock secret
+    each process would draw its own, so a checkout signed by one worker would fail in another:
+    the workers share one drawn here instead.
+    """
+    os.environ["COFFER_DATABASE_URL"] = settings.database_url
+    if settings.mock_enabled and settings.mock_webhook_secret is None:
+        os.environ["COFFER_MOCK_WEBHOOK_SECRET"] = secrets.token_hex(32)
+
+
+def worker_app() -> FastAPI:
+    """One `coffer serve --workers N` worker's app (uvicorn's factory, in a fresh process).
+
+    The parent has migrated the database and issued the first admin key before starting the
+    workers, so a worker only assembles; the periodic jobs run once, in the parent.
+    """
+    settings = Settings()
+    configure_logging(settings.log_level)
+    coffer = build(settings, run_migrations=False, first_admin_key=False)
+    atexit.register(coffer.close)
+    gc.freeze()
+    return coffer.app

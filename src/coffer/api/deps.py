@@ -24,9 +24,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from coffer.auth import Authenticator, Principal, RateLimiter, ensure_acts_for
+from coffer.auth.keys import is_key_shaped
 from coffer.config import IpNetwork, Settings, ShopConfig
 from coffer.db import Database, Writer
 from coffer.errors import Forbidden, Unauthenticated
@@ -169,55 +171,79 @@ def authenticate_token(connection: HTTPConnection, token: str | None) -> Princip
     return principal
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <token>`; 401 without a valid one."""
+    """The caller, from `Authorization: Bearer <token>`; 401 without a valid one.
+
+    A user token with the in-memory rate limiter is checked here, on the event loop: it is
+    pure computation (a signature and a counter, tens of microseconds), cheaper than the hop to
+    a worker thread and back. An API key (a database lookup) or a Redis-backed limiter (a
+    network round trip) may block, so those go to the thread pool.
+    """
     if credentials is None and request.headers.get("authorization"):
         # A header that is not "Bearer <token>" (e.g. Basic) is as good as none.
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-    return authenticate_token(request, credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else None
+    if token and not is_key_shaped(token) and get_rate_limiter(request).backend == "memory":
+        return authenticate_token(request, token)
+    return await run_in_threadpool(authenticate_token, request, token)
 
 
 AnyPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_admin(principal: AnyPrincipal) -> Principal:
+async def require_admin(principal: AnyPrincipal) -> Principal:
     """An admin key; 403 `forbidden` for anyone else."""
     if not principal.is_admin:
         raise Forbidden("this needs an admin key")
     return principal
 
 
-def require_service(principal: AnyPrincipal) -> Principal:
+async def require_service(principal: AnyPrincipal) -> Principal:
     """A service or admin key; 403 `forbidden` for a user token."""
     if not principal.is_service:
         raise Forbidden("this needs a service or admin key")
     return principal
 
 
-def require_user(principal: AnyPrincipal) -> Principal:
+async def require_user(principal: AnyPrincipal) -> Principal:
     """A user token (`principal.user_id` is the caller); 403 `forbidden` for API keys."""
     if not principal.is_user:
         raise Forbidden("this needs a user token")
     return principal
 
 
-def require_self_or_service(user_id: str, principal: AnyPrincipal) -> Principal:
+async def require_self_or_service(user_id: str, principal: AnyPrincipal) -> Principal:
     """For routes with a `{user_id}` path parameter: that user's own token, or a service or
     admin key; 403 `forbidden` for another user's token."""
     ensure_acts_for(principal, user_id)
     return principal
 
 
+# Dependencies that only read app state are `async def`: FastAPI runs a plain `def` dependency
+# in the thread pool, a hop to a worker thread and back for a few attribute lookups. The plain
+# functions above stay for callers that hold a request outside dependency injection.
+async def _database_dep(request: HTTPConnection) -> Database:
+    return get_database(request)
+
+
+async def _settings_dep(request: HTTPConnection) -> Settings:
+    return get_settings(request)
+
+
+async def _shop_dep(request: HTTPConnection) -> ShopConfig:
+    return get_shop(request)
+
+
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 ServicePrincipal = Annotated[Principal, Depends(require_service)]
 UserPrincipal = Annotated[Principal, Depends(require_user)]
 SelfOrServicePrincipal = Annotated[Principal, Depends(require_self_or_service)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-ShopDep = Annotated[ShopConfig, Depends(get_shop)]
+DatabaseDep = Annotated[Database, Depends(_database_dep)]
+SettingsDep = Annotated[Settings, Depends(_settings_dep)]
+ShopDep = Annotated[ShopConfig, Depends(_shop_dep)]
 
 __all__ = [
     "AdminPrincipal",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends
@@ -10,11 +11,13 @@ from pydantic import BaseModel
 
 from coffer.api import errors
 from coffer.api.deps import SettingsDep, ShopDep, get_providers
+from coffer.config import ShopConfig
 from coffer.providers import Providers
 
 router = APIRouter(tags=["config"], responses=errors.responses(*errors.ANY))
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class StaticList(BaseModel, Generic[T]):
@@ -111,18 +114,49 @@ def public_config(
     )
 
 
+# These lists come from the configuration, which never changes while the process runs: each is
+# built once per configuration, and the routes are `async def` (no thread-pool hop).
+BUILT_MAX = 48
+_built: dict[tuple[str, int], tuple[ShopConfig, BaseModel]] = {}
+
+
+def _once(name: str, shop: ShopConfig, build: Callable[[], M]) -> M:
+    cached = _built.get((name, id(shop)))
+    if cached is None or cached[0] is not shop:
+        if len(_built) >= BUILT_MAX:  # a process serves one configuration; tests make many
+            _built.clear()
+        cached = _built[(name, id(shop))] = (shop, build())
+    return cached[1]  # type: ignore[return-value]
+
+
 @router.get("/packages", summary="Coin packages for sale")
-def packages(shop: ShopDep) -> StaticList[PackageOut]:
-    return StaticList[PackageOut](
-        data=[PackageOut.model_validate(p.model_dump()) for p in shop.packages]
+async def packages(shop: ShopDep) -> StaticList[PackageOut]:
+    return _once(
+        "packages",
+        shop,
+        lambda: StaticList[PackageOut](
+            data=[PackageOut.model_validate(p.model_dump()) for p in shop.packages]
+        ),
     )
 
 
 @router.get("/gifts/catalog", summary="Gifts and what they cost")
-def gift_catalog(shop: ShopDep) -> StaticList[GiftOut]:
-    return StaticList[GiftOut](data=[GiftOut.model_validate(g.model_dump()) for g in shop.gifts])
+async def gift_catalog(shop: ShopDep) -> StaticList[GiftOut]:
+    return _once(
+        "gifts",
+        shop,
+        lambda: StaticList[GiftOut](
+            data=[GiftOut.model_validate(g.model_dump()) for g in shop.gifts]
+        ),
+    )
 
 
 @router.get("/plans", summary="Subscription plans")
-def plans(shop: ShopDep) -> StaticList[PlanOut]:
-    return StaticList[PlanOut](data=[PlanOut.model_validate(p.model_dump()) for p in shop.plans])
+async def plans(shop: ShopDep) -> StaticList[PlanOut]:
+    return _once(
+        "plans",
+        shop,
+        lambda: StaticList[PlanOut](
+            data=[PlanOut.model_validate(p.model_dump()) for p in shop.plans]
+        ),
+    )
