@@ -21,11 +21,13 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
+from coffer import ledger
 from coffer.db import dialect
 from coffer.events.tables import event_streams, events
 
 TYPE_LENGTH_MAX = 64
 LIST_LIMIT_MAX = 500
+_LAST = "last_sequence"
 # What the API promises a client that it may ask for (see API.md, "Events and real time").
 TYPES = frozenset(
     {
@@ -74,41 +76,56 @@ def _event(row: Row[Any]) -> Event:
 def emit(session: Session, new: Sequence[NewEvent], *, now: datetime) -> None:
     """Write events in the caller's transaction: per user, the next sequence numbers in order.
 
-    Call it from a unit of work's `after` (under the writer), so ids follow commit order.
+    Call it from a unit of work's `after` (under the writer), so ids follow commit order: there
+    the events of the whole batch are written together, in order, once every unit has run.
     """
     if not new:
         return
-    counts: dict[str, int] = {}
     for event in new:
         assert event.type in TYPES, f"unknown event type {event.type!r}"
+    rows = [(event, now) for event in new]
+    later = ledger.deferred(session, "events", _write)
+    if later is None:
+        _write(session, rows)
+    else:
+        later.extend(rows)
+
+
+def _write(session: Session, rows: list[tuple[NewEvent, datetime]]) -> None:
+    """Two statements for any number of events: bump every user's stream by its count (one
+    multi-row upsert, in key order), then insert the events numbered from there."""
+    counts: dict[str, int] = {}
+    for event, _ in rows:
         counts[event.user_id] = counts.get(event.user_id, 0) + 1
     conn = session.connection()
-    next_sequence: dict[str, int] = {}
-    for user_id in sorted(counts):  # rows locked in key order, like every other writer's
-        statement = dialect.insert(conn, event_streams).values(
-            user_id=user_id, last_sequence=counts[user_id]
-        )
-        bumped = conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={"last_sequence": event_streams.c.last_sequence + counts[user_id]},
-            ).returning(event_streams.c.last_sequence)
-        ).scalar_one()
-        next_sequence[user_id] = bumped - counts[user_id] + 1
-    rows = []
-    for event in new:
+    statement = dialect.insert(conn, event_streams).values(
+        [{"user_id": user_id, "last_sequence": counts[user_id]} for user_id in sorted(counts)]
+    )
+    bumped = conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={
+                "last_sequence": event_streams.c.last_sequence + statement.excluded.last_sequence
+            },
+        ).returning(event_streams.c.user_id, event_streams.c.last_sequence)
+    ).all()
+    next_sequence = {user_id: last - counts[user_id] + 1 for user_id, last in bumped}
+    if set(next_sequence) != set(counts):  # every stream was bumped once: survives python -O
+        raise ledger.InvariantViolated("an event stream was not bumped")
+    values = []
+    for event, created_at in rows:
         sequence = next_sequence[event.user_id]
         next_sequence[event.user_id] = sequence + 1
-        rows.append(
+        values.append(
             {
                 "user_id": event.user_id,
                 "sequence": sequence,
                 "type": event.type,
                 "data": json.dumps(dict(event.data), sort_keys=True, separators=(",", ":")),
-                "created_at": now,
+                "created_at": created_at,
             }
         )
-    conn.execute(events.insert(), rows)
+    conn.execute(events.insert(), values)
 
 
 def list_after(

@@ -69,28 +69,21 @@ class _Accounts:
 def _find_accounts(
     session: Session, *, sender_id: str, receiver_id: str, agency_id: str | None
 ) -> _Accounts | None:
-    """The gift's accounts if every one exists already (the usual case: no write needed)."""
-    found = []
-    for owner_type, owner_id, kind in (
-        ("user", sender_id, "wallet"),
-        ("user", receiver_id, "earnings"),
-        ("platform", wallets.PLATFORM_OWNER_ID, "fees"),
-    ):
-        account = ledger.find_account(
-            session, asset=DIAMOND, owner_type=owner_type, owner_id=owner_id, kind=kind
-        )
-        if account is None:
-            return None
-        found.append(account.id)
-    agency = None
+    """The gift's accounts if every one exists already (the usual case: one read, no write)."""
+    wanted = {
+        "wallet": (DIAMOND, "user", sender_id, "wallet"),
+        "host": (DIAMOND, "user", receiver_id, "earnings"),
+        "platform": (DIAMOND, "platform", wallets.PLATFORM_OWNER_ID, "fees"),
+    }
     if agency_id is not None:
-        account = ledger.find_account(
-            session, asset=DIAMOND, owner_type="agency", owner_id=agency_id, kind="earnings"
-        )
-        if account is None:
-            return None
-        agency = account.id
-    return _Accounts(wallet=found[0], host=found[1], agency=agency, platform=found[2])
+        wanted["agency"] = (DIAMOND, "agency", agency_id, "earnings")
+    found = ledger.find_accounts(session, list(wanted.values()))
+    if len(found) != len(wanted):
+        return None
+    ids = {name: found[key].id for name, key in wanted.items()}
+    return _Accounts(
+        wallet=ids["wallet"], host=ids["host"], agency=ids.get("agency"), platform=ids["platform"]
+    )
 
 
 def _open_accounts(
@@ -141,10 +134,10 @@ def plan_send_gift(
             fields=[{"field": "body.receiver_id", "message": "is the sender"}],
         )
     with database.read() as session:
-        sender = wallets.find_user(session, sender_id)
-        if sender is None:
+        found = wallets.find_users(session, [sender_id, receiver_id])
+        if sender_id not in found:
             raise NotFound(f"no user {sender_id}: it has no wallet to give from", user_id=sender_id)
-        receiver = wallets.find_user(session, receiver_id)
+        receiver = found.get(receiver_id)
         if receiver is None:
             raise NotFound(f"no user {receiver_id}", user_id=receiver_id)
         agency = None
@@ -227,7 +220,12 @@ def _gift_work(
             created_at=made[0].created_at,
         )
         now = gift.created_at
-        session.execute(insert(gifts).values(**{n: getattr(gift, n) for n in Gift.__slots__}))
+        row = {n: getattr(gift, n) for n in Gift.__slots__}
+        later = ledger.deferred(session, "gifts", _insert_gifts)
+        if later is None:
+            _insert_gifts(session, [row])
+        else:
+            later.append(row)  # the batch's gifts go in with one statement
         sender_balance = made[-1].debit_balance_after
         host_balance = next(
             (t.credit_balance_after for t in made if t.credit_account_id == accounts.host), None
@@ -267,6 +265,10 @@ def _gift_work(
         return SentGift(gift, sender_balance)
 
     return Work(Group(tuple(operations), LEDGER_SOURCE), after=after)
+
+
+def _insert_gifts(session: Session, rows: list[dict[str, Any]]) -> None:
+    session.execute(insert(gifts), rows)
 
 
 # ---------------------------------------------------------------------------------------------

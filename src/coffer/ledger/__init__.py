@@ -47,6 +47,7 @@ from coffer.ledger.service import (
     execute_many,
     expire_holds,
     find_account,
+    find_accounts,
     find_by_idempotency,
     get_account,
     get_accounts,
@@ -80,7 +81,7 @@ from coffer.ledger.types import (
     VoidHold,
 )
 from coffer.ledger.verify import Check, VerifyReport, verify
-from coffer.ledger.work import Done, Outcome, Work, apply_work
+from coffer.ledger.work import Done, Outcome, Work, apply_work, deferred
 
 __all__ = [
     "AMOUNT_MAX",
@@ -135,12 +136,14 @@ __all__ = [
     "balance_at",
     "check_amount",
     "create_hold",
+    "deferred",
     "define_asset",
     "entries",
     "execute",
     "execute_many",
     "expire_holds",
     "find_account",
+    "find_accounts",
     "find_by_idempotency",
     "get_account",
     "get_accounts",

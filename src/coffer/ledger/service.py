@@ -132,6 +132,13 @@ def open_account(
     return found
 
 
+def find_accounts(
+    session: Session, keys: Sequence[tuple[str, str, str, str]]
+) -> dict[tuple[str, str, str, str], Account]:
+    """The accounts that exist among (asset, owner_type, owner_id, kind) keys, in one read."""
+    return repo.find_accounts(session.connection(), keys)
+
+
 def find_account(
     session: Session, *, asset: str, owner_type: str, owner_id: str, kind: str
 ) -> Account | None:

@@ -21,6 +21,11 @@ own (`apply_work` in the caller's session):
 
 Units that name the same `claims` (an order id, an idempotency key) never share a batch: the
 later one waits for the next, where it sees what the first one did.
+
+Rows that many units write alike (outbox events, gift rows) need not cost a statement each:
+an `after` may hand them to `deferred(session, name, flush)`, a list kept for the batch, and
+`flush(session, items)` writes them all with one set statement once every unit's `after` has
+run, still before COMMIT. Outside a batch it returns None and the caller writes at once.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from coffer.ledger.posting import apply_groups
 from coffer.ledger.types import Group, Transfer
 
 Before = Callable[[Session], Any]
+Flush = Callable[[Session, list[Any]], None]
+_DEFERRED = "coffer.ledger.deferred"
 After = Callable[[Session, Any, list[Transfer]], Any]
 
 
@@ -135,17 +142,37 @@ def apply_work(
                 for transfer in result:
                     if last is None or transfer.id > last.id:
                         last = transfer
-    for index, unit in enumerate(units):
-        if outcomes[index] is not None:
-            continue
-        transfers = made.get(index, [])
-        if unit.after is None:
-            outcomes[index] = Outcome(answer=transfers)
-        else:
-            outcomes[index] = Outcome(answer=unit.after(session, values.get(index), transfers))
+    deferred: dict[str, tuple[Flush, list[Any]]] = {}
+    session.info[_DEFERRED] = deferred
+    try:
+        for index, unit in enumerate(units):
+            if outcomes[index] is not None:
+                continue
+            transfers = made.get(index, [])
+            if unit.after is None:
+                outcomes[index] = Outcome(answer=transfers)
+            else:
+                answer = unit.after(session, values.get(index), transfers)
+                outcomes[index] = Outcome(answer=answer)
+        for flush, items in deferred.values():
+            if items:
+                flush(session, items)
+    finally:
+        del session.info[_DEFERRED]
     settled = [o for o in outcomes if o is not None]
     assert len(settled) == len(units)
     return Applied(settled, last)
+
+
+def deferred(session: Session, name: str, flush: Flush) -> list[Any] | None:
+    """The batch's list of `name` items, written by `flush` once every unit's `after` ran;
+    None outside a batch (write at once). `name` keys the list: one `flush` per name."""
+    batch: dict[str, tuple[Flush, list[Any]]] | None = session.info.get(_DEFERRED)
+    if batch is None:
+        return None
+    if name not in batch:
+        batch[name] = (flush, [])
+    return batch[name][1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,4 +183,14 @@ class Applied:
     last: Transfer | None
 
 
-__all__ = ["After", "Applied", "Before", "Done", "Outcome", "Work", "apply_work"]
+__all__ = [
+    "After",
+    "Applied",
+    "Before",
+    "Done",
+    "Flush",
+    "Outcome",
+    "Work",
+    "apply_work",
+    "deferred",
+]

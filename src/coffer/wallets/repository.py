@@ -56,6 +56,11 @@ def find_user(conn: Connection, user_id: str) -> User | None:
     return None if row is None else _user(row)
 
 
+def find_users(conn: Connection, user_ids: list[str]) -> dict[str, User]:
+    rows = conn.execute(select(users).where(users.c.id.in_(user_ids)))
+    return {row.id: _user(row) for row in rows}
+
+
 def insert_user_if_absent(conn: Connection, user_id: str, *, now: datetime) -> bool:
     """True if this call made the user; concurrent makers of one user both succeed."""
     result = conn.execute(

@@ -102,6 +102,11 @@ def find_user(session: Session, user_id: str) -> User | None:
     return repo.find_user(session.connection(), user_id)
 
 
+def find_users(session: Session, user_ids: list[str]) -> dict[str, User]:
+    """The users that exist among `user_ids`, by id, in one read."""
+    return repo.find_users(session.connection(), user_ids)
+
+
 def get_user(session: Session, user_id: str) -> User:
     found = repo.find_user(session.connection(), user_id)
     if found is None:

@@ -38,6 +38,7 @@ from coffer.ledger.repository._common import (
 from coffer.ledger.repository.accounts import (
     accounts_of_owner,
     find_account,
+    find_accounts,
     get_accounts,
     get_asset,
     insert_account_if_absent,
@@ -81,6 +82,7 @@ __all__ = [
     "close_writer_connection",
     "expired_open_holds",
     "find_account",
+    "find_accounts",
     "get_accounts",
     "get_asset",
     "get_hold",

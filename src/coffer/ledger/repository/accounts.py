@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, tuple_
 
 from coffer.ledger.repository._common import (
     _chunks,
@@ -44,6 +44,22 @@ def find_account(
         )
     ).first()
     return None if row is None else account_from_row(row)
+
+
+AccountKey = tuple[str, str, str, str]  # (asset, owner_type, owner_id, kind)
+
+
+def find_accounts(conn: Connection, keys: Collection[AccountKey]) -> dict[AccountKey, Account]:
+    """The accounts that exist among `keys`, in one query."""
+    if not keys:
+        return {}
+    columns = (accounts.c.asset, accounts.c.owner_type, accounts.c.owner_id, accounts.c.kind)
+    rows = conn.execute(select(accounts).where(tuple_(*columns).in_(list(keys))))
+    found = {}
+    for row in rows:
+        account = account_from_row(row)
+        found[(account.asset, account.owner_type, account.owner_id, account.kind)] = account
+    return found
 
 
 def insert_account_if_absent(
