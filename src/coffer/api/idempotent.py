@@ -137,7 +137,10 @@ class IdempotentRequest:
             return _response(status_code, JSON_MEDIA_TYPE, body)
 
         claims = work.claims if key is None else work.claims | {f"idempotency:{scope}:{key}"}
-        return ledger.Work(work.group, before=before, after=after, claims=claims)
+        needs_before = key is not None or inner_before is not None
+        return ledger.Work(
+            work.group, before=before if needs_before else None, after=after, claims=claims
+        )
 
     def derived_id(self, prefix: str) -> str:
         """A new object's id: a function of (caller, key) when the request has a key, so a copy

@@ -107,8 +107,11 @@ def apply_work(
     `after` that failed: the caller rolls back and, for a batch, retries the units one by one.
     """
     conn = session.connection()
-    if not all(unit.plain for unit in units):
-        repo.lock_chain(conn)  # before any `before`: see the module docstring, step 1
+    if any(unit.before is not None or unit.group is None for unit in units):
+        # Before any `before` (step 1), and before an `after` that writes the ledger in its own
+        # statements (a `Writer.call`): the chain head first, always. A batch of groups with
+        # plain `after`s needs no extra round trip: `apply_groups` takes it first anyway.
+        repo.lock_chain(conn)
     outcomes: list[Outcome | None] = [None] * len(units)
     values: dict[int, Any] = {}
     for index, unit in enumerate(units):
