@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from coffer import events, ledger
 from coffer.calls.tables import call_rates, calls
 from coffer.config import ShopConfig
-from coffer.db import Database, dialect
+from coffer.db import Database, dialect, pages
 from coffer.errors import BelowMinimumBalance, InsufficientFunds, InvalidState, NotFound
 from coffer.kit.money import ceil_div
 from coffer.ledger import Group, PostHold, TransferRequest, VoidHold, Work
@@ -480,23 +480,20 @@ def list_calls(
 ) -> tuple[list[Call], bool]:
     """Newest first, keyset-paged on (started_at, id); returns (calls, has_more)."""
     assert 0 < limit <= LIST_LIMIT_MAX
-    query = select(calls)
-    for column, value in (
-        (calls.c.status, status),
-        (calls.c.caller_id, caller_id),
-        (calls.c.host_id, host_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if before is not None:
-        started_at, call_id = before
-        query = query.where(
-            (calls.c.started_at < started_at)
-            | ((calls.c.started_at == started_at) & (calls.c.id < call_id))
-        )
-    query = query.order_by(calls.c.started_at.desc(), calls.c.id.desc()).limit(limit + 1)
-    rows = session.execute(query).all()
-    return [_call(r) for r in rows[:limit]], len(rows) > limit
+    rows, has_more = pages.newest_first(
+        session,
+        select(calls),
+        at=calls.c.started_at,
+        id_=calls.c.id,
+        limit=limit,
+        before=before,
+        equal=(
+            (calls.c.status, status),
+            (calls.c.caller_id, caller_id),
+            (calls.c.host_id, host_id),
+        ),
+    )
+    return [_call(r) for r in rows], has_more
 
 
 def lapsed(session: Session, *, now: datetime, limit: int) -> list[str]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from coffer import events, ledger
 from coffer.config import DIAMOND, ShopConfig
-from coffer.db import Database
+from coffer.db import Database, pages
 from coffer.errors import NotFound, ValidationFailed
 from coffer.gifts.tables import gifts
 from coffer.ledger import Group, TransferRequest, Work
@@ -287,24 +287,18 @@ def list_gifts(
 ) -> tuple[list[Gift], bool]:
     """Newest first, keyset-paged on (created_at, id); returns (gifts, has_more)."""
     assert 0 < limit <= LIST_LIMIT_MAX
-    query = select(gifts)
-    if sender_id is not None:
-        query = query.where(gifts.c.sender_id == sender_id)
-    if receiver_id is not None:
-        query = query.where(gifts.c.receiver_id == receiver_id)
-    if created_from is not None:
-        query = query.where(gifts.c.created_at >= created_from)
-    if created_to is not None:
-        query = query.where(gifts.c.created_at < created_to)
-    if before is not None:
-        created_at, gift_id = before
-        query = query.where(
-            (gifts.c.created_at < created_at)
-            | ((gifts.c.created_at == created_at) & (gifts.c.id < gift_id))
-        )
-    query = query.order_by(gifts.c.created_at.desc(), gifts.c.id.desc()).limit(limit + 1)
-    rows = session.execute(query).all()
-    return [_gift(r) for r in rows[:limit]], len(rows) > limit
+    rows, has_more = pages.newest_first(
+        session,
+        select(gifts),
+        at=gifts.c.created_at,
+        id_=gifts.c.id,
+        limit=limit,
+        before=before,
+        equal=((gifts.c.sender_id, sender_id), (gifts.c.receiver_id, receiver_id)),
+        created_from=created_from,
+        created_to=created_to,
+    )
+    return [_gift(r) for r in rows], has_more
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from coffer import events, ledger
 from coffer.config import DIAMOND, ShopConfig
-from coffer.db import Database, dialect
+from coffer.db import Database, dialect, pages
 from coffer.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from coffer.kit.ids import new_id
 from coffer.kit.money import ceil_div
@@ -337,26 +337,22 @@ def list_orders(
 ) -> tuple[list[PaymentOrder], bool]:
     """Newest first, keyset-paged on (created_at, id); returns (orders, has_more)."""
     assert 0 < limit <= LIST_LIMIT_MAX
-    query = select(payment_orders)
-    if user_id is not None:
-        query = query.where(payment_orders.c.user_id == user_id)
-    if status is not None:
-        query = query.where(payment_orders.c.status == status)
-    if provider is not None:
-        query = query.where(payment_orders.c.provider == provider)
-    if created_from is not None:
-        query = query.where(payment_orders.c.created_at >= created_from)
-    if created_to is not None:
-        query = query.where(payment_orders.c.created_at < created_to)
-    if before is not None:
-        created_at, order_id = before
-        query = query.where(
-            (payment_orders.c.created_at < created_at)
-            | ((payment_orders.c.created_at == created_at) & (payment_orders.c.id < order_id))
-        )
-    query = query.order_by(payment_orders.c.created_at.desc(), payment_orders.c.id.desc())
-    rows = session.execute(query.limit(limit + 1)).all()
-    return [order_from_row(r) for r in rows[:limit]], len(rows) > limit
+    rows, has_more = pages.newest_first(
+        session,
+        select(payment_orders),
+        at=payment_orders.c.created_at,
+        id_=payment_orders.c.id,
+        limit=limit,
+        before=before,
+        equal=(
+            (payment_orders.c.user_id, user_id),
+            (payment_orders.c.status, status),
+            (payment_orders.c.provider, provider),
+        ),
+        created_from=created_from,
+        created_to=created_to,
+    )
+    return [order_from_row(r) for r in rows], has_more
 
 
 def _set_status(
