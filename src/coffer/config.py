@@ -13,6 +13,7 @@ import ipaddress
 import re
 import tomllib
 from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -73,11 +74,38 @@ class GiftConfig(_Strict):
 
 
 class PlanConfig(_Strict):
+    """A subscription plan. Priced in DIAMOND it is paid from the wallet (the renewal job
+    charges each period); priced in money, through the provider's own recurring billing."""
+
     id: Slug
     interval: Literal["month", "year"]
-    price: Amount
+    price: Amount  # minor units of `currency`
     currency: AssetCode = "INR"
     name: Annotated[str, Field(max_length=64)] = ""
+
+    @property
+    def pay_with(self) -> Literal["wallet", "provider"]:
+        return "wallet" if self.currency == DIAMOND else "provider"
+
+
+RETRY_DAYS_MAX = 10
+RETRY_DAY_MAX = 60
+
+
+class SubscriptionConfig(_Strict):
+    # A failed renewal is tried again this many days after the due date, while `past_due`;
+    # after the last one the subscription expires. Strictly increasing.
+    retry_days: Annotated[
+        list[Annotated[int, Field(strict=True, gt=0, le=RETRY_DAY_MAX)]],
+        Field(max_length=RETRY_DAYS_MAX),
+    ] = [1, 2, 3]
+
+    @field_validator("retry_days")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(later <= earlier for earlier, later in pairwise(value)):
+            raise ValueError("retry days must be strictly increasing")
+        return value
 
 
 class TopupConfig(_Strict):
@@ -114,7 +142,16 @@ class EscrowConfig(_Strict):
 
 
 class PayoutConfig(_Strict):
+    # The smallest payout, in minor units of the asset asked for (earnings in DIAMOND, or INR).
     minimum: dict[AssetCode, Amount] = {"INR": 10_000, "USD": 1_000, "DIAMOND": 1_000}
+    # What earnings are paid out in, and the redemption rate: how many diamonds buy one major
+    # unit of it (100 = ₹1 for 100 💎). Payout amounts are rounded down to the minor unit.
+    currency: AssetCode = "INR"
+    diamonds_per_unit: Annotated[int, Field(strict=True, gt=0, le=1_000_000_000)] = 100
+    # Where a Stripe connected account's onboarding sends the user back (not a secret).
+    onboarding_return_url: Annotated[
+        str, Field(pattern=r"^https?://[^\s]{1,500}$", max_length=512)
+    ] = "https://example.com/coffer/payees/return"
 
 
 class ShopConfig(_Strict):
@@ -151,9 +188,17 @@ class ShopConfig(_Strict):
     calls: CallConfig = CallConfig()
     escrow: EscrowConfig = EscrowConfig()
     plans: list[PlanConfig] = [
-        PlanConfig(id="premium-monthly", interval="month", price=19_900, name="Premium"),
-        PlanConfig(id="premium-yearly", interval="year", price=199_900, name="Premium"),
+        PlanConfig(id="premium-monthly", interval="month", price=9_900, name="Premium"),
+        PlanConfig(id="premium-yearly", interval="year", price=99_900, name="Premium"),
+        PlanConfig(
+            id="premium-diamond-monthly",
+            interval="month",
+            price=990,
+            currency=DIAMOND,
+            name="Premium (diamonds)",
+        ),
     ]
+    subscriptions: SubscriptionConfig = SubscriptionConfig()
     payouts: PayoutConfig = PayoutConfig()
 
     @model_validator(mode="after")
@@ -181,6 +226,8 @@ class ShopConfig(_Strict):
         gift_types = [g.gift_type for g in self.gifts]
         if len(gift_types) != len(set(gift_types)):
             raise ValueError("gift types must be unique")
+        if self.payouts.currency not in known or self.payouts.currency == DIAMOND:
+            raise ValueError(f"payouts.currency {self.payouts.currency} is not a known currency")
         if self.calls.asset not in known:
             raise ValueError(f"calls.asset {self.calls.asset} is not a known asset")
         return self
@@ -240,6 +287,10 @@ class Settings(BaseSettings):
     # development (announced at every start); refused in production. False: off.
     mock_enabled: bool | None = None
 
+    # Outbound webhooks (outbound/urls.py): in production an endpoint must be https and resolve
+    # to public addresses only; true lifts the address rule (a host app on the private network).
+    webhook_allow_private: bool = False
+
     # Group commit (db/writer.py): money-moving requests share batches. Off, each commits in a
     # transaction of its own (for side-by-side figures in `coffer bench --http`).
     group_commit: bool = True
@@ -247,6 +298,17 @@ class Settings(BaseSettings):
     ledger_batch_size_max: Annotated[int, Field(gt=0, le=100_000)] = 1_000
     ledger_queue_size_max: Annotated[int, Field(gt=0, le=1_000_000)] = 10_000
     ledger_wait_max_ms: Annotated[float, Field(ge=0, le=1_000)] = 0.0
+
+    # Live event streams (SSE and WebSocket; events/live.py). Events older than the retention
+    # are purged; a stream resuming from before that is told `reset`.
+    event_retention_days: Annotated[int, Field(ge=1, le=3_650)] = 30
+    # Per process: each `coffer serve` (or worker) counts its own streams.
+    stream_connections_per_user_max: Annotated[int, Field(ge=1, le=100)] = 5
+    stream_connections_max: Annotated[int, Field(ge=1, le=100_000)] = 1_000
+    # SSE comments / WebSocket pings on an idle stream, so proxies keep it open.
+    stream_heartbeat_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    # The safety net under the wake-ups (NOTIFY, Redis, the writer's own): look anyway.
+    stream_poll_s: Annotated[float, Field(gt=0, le=300)] = 5.0
 
     @field_validator(
         "jwt_secret",

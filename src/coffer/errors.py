@@ -10,7 +10,9 @@ sits below everything and imports nothing from Coffer.
     │   └── ProviderOff         validation_error  (a request named a provider that is off)
     ├── Unauthenticated         unauthenticated
     ├── Forbidden               forbidden
-    │   └── KycRequired         kyc_required
+    │   ├── KycRequired         kyc_required
+    │   ├── AccountFrozen       account_frozen  (an operator froze the wallet: it may not spend)
+    │   └── PayeeRequired       payee_required  (a payout without an active payee)
     ├── NotFound                not_found
     ├── InsufficientFunds       insufficient_funds
     ├── BelowMinimumBalance     below_minimum_balance
@@ -62,6 +64,14 @@ class Forbidden(CofferError):
 
 class KycRequired(Forbidden):
     code = "kyc_required"
+
+
+class AccountFrozen(Forbidden):
+    code = "account_frozen"
+
+
+class PayeeRequired(Forbidden):
+    code = "payee_required"
 
 
 class NotFound(CofferError):

@@ -17,17 +17,26 @@ from fastapi import FastAPI
 from sqlalchemy import MetaData
 
 import coffer
-from coffer import auth, ledger, wallets
+from coffer import auth, events, ledger, wallets
 from coffer.api.app import create_app
 from coffer.calls import tasks as call_tasks
 from coffer.config import Settings
 from coffer.db import Database, Writer, migrate
 from coffer.db.base import metadata as app_metadata
+from coffer.escrow import service as escrow_service
+from coffer.escrow import tasks as escrow_tasks
+from coffer.events.tasks import purge_old_events
 from coffer.idempotency.tasks import purge_expired_keys
 from coffer.kit.clock import utc_now
 from coffer.kit.periodic import Job, Periodic
+from coffer.outbound import service as outbound_service
+from coffer.outbound import tasks as outbound_tasks
+from coffer.outbound.urls import UrlPolicy
 from coffer.payments import flows as payment_flows
+from coffer.payments import settlement
+from coffer.payouts import tasks as payout_tasks
 from coffer.providers import Providers
+from coffer.subscriptions import tasks as subscription_tasks
 from coffer.webhooks import flows as webhook_flows
 
 
@@ -67,6 +76,7 @@ class Coffer:
     startup_notes: list[str] = field(default_factory=list)
     rate_limiter: auth.RateLimiter | None = None
     writer: Writer | None = None
+    hub: events.Hub | None = None
 
     def background(self) -> Periodic:
         """The bounded jobs a serving process runs besides answering requests."""
@@ -100,6 +110,14 @@ class Coffer:
                     database, providers, utc_now, writer=self.writer
                 ),
             ),
+            # Payouts the provider never reported back on: ask it (or send again), book it.
+            Job(
+                "payouts.reconcile",
+                PAYOUT_RECONCILE_INTERVAL_S,
+                lambda: payout_tasks.reconcile_payouts(
+                    database, providers, utc_now, writer=self.writer
+                ),
+            ),
             Job(
                 "calls.expire",
                 CALL_SWEEP_INTERVAL_S,
@@ -110,16 +128,56 @@ class Coffer:
                 CALL_SWEEP_INTERVAL_S,
                 lambda: call_tasks.warn_nearly_used(database, self._writer(), utc_now),
             ),
+            # Escrows past their auto_release_at that nobody disputed go to their payee.
+            Job(
+                "escrow.auto_release",
+                ESCROW_SWEEP_INTERVAL_S,
+                lambda: escrow_tasks.release_due(database, self._writer(), clock=utc_now),
+            ),
+            # Wallet plans charged as periods fall due; retries, period ends, expiries.
+            Job(
+                "subscriptions.renew",
+                SUBSCRIPTION_RENEW_INTERVAL_S,
+                lambda: subscription_tasks.renew_due(
+                    database, self._writer(), utc_now, self.settings.shop
+                ),
+            ),
+            # Events go out to the host app's webhook endpoints, retried on their schedule.
+            Job(
+                "webhooks.deliver",
+                OUTBOUND_DELIVERY_INTERVAL_S,
+                lambda: outbound_tasks.deliver_due(
+                    database,
+                    utc_now,
+                    policy=UrlPolicy.of(
+                        env=self.settings.env,
+                        allow_private=self.settings.webhook_allow_private,
+                    ),
+                ),
+            ),
             Job(
                 "idempotency.purge",
                 IDEMPOTENCY_PURGE_INTERVAL_S,
                 lambda: purge_expired_keys(database),
+            ),
+            # The outbox keeps COFFER_EVENT_RETENTION_DAYS; streams older than that get `reset`.
+            Job(
+                "events.purge",
+                EVENT_PURGE_INTERVAL_S,
+                lambda: purge_old_events(
+                    database,
+                    utc_now,
+                    retention_days=self.settings.event_retention_days,
+                    keep_from=outbound_service.oldest_event_needed,  # endpoints still behind
+                ),
             ),
         ]
         return Periodic(jobs)
 
     def close(self) -> None:
         self.close_writer()
+        if self.hub is not None:
+            self.hub.close()
         if self.rate_limiter is not None:
             self.rate_limiter.close()
         self.database.dispose()
@@ -142,10 +200,15 @@ MOCK_ANNOUNCEMENT = (
 )
 HOLD_SWEEP_INTERVAL_S = 5.0
 CALL_SWEEP_INTERVAL_S = 5.0
+ESCROW_SWEEP_INTERVAL_S = 30.0
+SUBSCRIPTION_RENEW_INTERVAL_S = 60.0
 WEBHOOK_RETRY_INTERVAL_S = 5.0
+OUTBOUND_DELIVERY_INTERVAL_S = 2.0
 IDEMPOTENCY_PURGE_INTERVAL_S = 3_600.0
+EVENT_PURGE_INTERVAL_S = 3_600.0
 REFUND_RESUME_INTERVAL_S = 30.0
 REFUND_RECONCILE_INTERVAL_S = 300.0
+PAYOUT_RECONCILE_INTERVAL_S = 60.0
 
 
 def _expire_holds(database: Database, writer: Writer | None) -> int:
@@ -175,6 +238,8 @@ def build(
 def assemble(settings: Settings, database: Database, *, first_admin_key: bool = False) -> Coffer:
     """Everything above an open, migrated database (tests bring their own database)."""
     settings.refuse_bad_startup()
+    # What a paid order settles into, per purpose (top-ups are payments' own).
+    settlement.register("escrow", escrow_service.SETTLEMENT)
     notes: list[str] = []
     configured_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     configured_mock = (
@@ -207,11 +272,21 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         auth_failures=settings.auth_failure_rate_limit,
         storage_url=settings.redis_url or None,
     )
+    # The live streams' wake-ups: the writer signals after each COMMIT, and on PostgreSQL (or
+    # through Redis) the other processes hear of it too (events/live.py).
+    hub = events.Hub(
+        database,
+        redis_url=settings.redis_url or None,
+        poll_s=settings.stream_poll_s,
+        connections_per_user_max=settings.stream_connections_per_user_max,
+        connections_max=settings.stream_connections_max,
+    )
     writer = Writer(
         database,
         group_commit=settings.group_commit,
         batch_size_max=settings.ledger_batch_size_max,
         queue_size_max=settings.ledger_queue_size_max,
+        on_commit=hub.wake,
     )
     app = create_app(
         database=database,
@@ -220,6 +295,7 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         authenticator=auth.Authenticator(database, jwt_secret=jwt_secret),
         rate_limiter=rate_limiter,
         providers=Providers.from_settings(settings, mock_webhook_secret=mock_secret),
+        hub=hub,
     )
     return Coffer(
         settings=settings,
@@ -228,6 +304,7 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         startup_notes=notes,
         rate_limiter=rate_limiter,
         writer=writer,
+        hub=hub,
     )
 
 

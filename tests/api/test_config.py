@@ -34,8 +34,9 @@ def test_gift_catalog(api: Api) -> None:
 def test_plans(api: Api) -> None:
     body = api.client.get("/plans").json()
     assert {p["id"]: (p["interval"], p["price"], p["currency"]) for p in body["data"]} == {
-        "premium-monthly": ("month", 19_900, "INR"),
-        "premium-yearly": ("year", 199_900, "INR"),
+        "premium-monthly": ("month", 9_900, "INR"),
+        "premium-yearly": ("year", 99_900, "INR"),
+        "premium-diamond-monthly": ("month", 990, "DIAMOND"),
     }
 
 

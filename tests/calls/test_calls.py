@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from coffer import ledger
 from coffer.calls import service as calls
+from coffer.calls import tasks as call_tasks
 from coffer.kit.clock import utc_now
 from coffer.server import _expire_holds
 from coffer.wallets import service as wallets
@@ -152,10 +153,10 @@ def test_an_unended_call_expires_and_the_caller_pays_nothing(api: Api) -> None:
     writer = api.coffer.writer
     assert writer is not None
     with api.database.read() as session:
-        due = calls.lapsed(session, now=later, limit=10)
+        due = call_tasks.lapsed(session, now=later, limit=10)
     assert due == [call["id"]]
     for call_id in due:
-        writer.run(calls.expire_work(call_id, now=later))
+        writer.run(call_tasks.expire_work(call_id, now=later))
     seen = api.client.get(f"/calls/{call['id']}", headers=api.service()).json()["call"]
     assert seen["status"] == "expired" and seen["cost"] == 0
     assert wallet_balance(api, "caller") == 600 == available(api, "caller")

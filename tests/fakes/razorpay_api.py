@@ -1,4 +1,5 @@
-"""A stateful local fake of Razorpay's HTTP API (orders, payments, refunds, RazorpayX payouts).
+"""A stateful local fake of Razorpay's HTTP API (orders, payments, refunds, RazorpayX payouts;
+RazorpayX contacts and fund accounts in `razorpayx_api.py`).
 
 The official SDK talks to it over HTTP: `razorpay.Client(auth=..., base_url=fake.base_url)`.
 It checks Basic auth, validates amounts like Razorpay (integers of paise, at least 100),
@@ -35,6 +36,8 @@ from tests.fakes._http import (
     route,
     serve,
 )
+from tests.fakes.razorpay_billing import RazorpayBillingFake
+from tests.fakes.razorpayx_api import RazorpayXFake
 
 CURRENCIES = {"INR", "USD", "EUR", "GBP", "SGD", "AED", "MYR"}
 AMOUNT_MIN = 100  # Razorpay's minimum: one rupee
@@ -65,7 +68,7 @@ class Paid(NamedTuple):
     signature: str
 
 
-class RazorpayFake(FakeApi):
+class RazorpayFake(RazorpayXFake, RazorpayBillingFake, FakeApi):
     key_id = "rzp_test_FakeKey000001"
     key_secret = "fake_rzp_key_secret_0001"
     webhook_secret = "fake_rzp_webhook_secret_0001"
@@ -74,6 +77,8 @@ class RazorpayFake(FakeApi):
 
     def __init__(self) -> None:
         super().__init__()
+        self._init_razorpayx()
+        self._billing_tables()  # plans and subscriptions: tests/fakes/razorpay_billing.py
         self.orders: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
@@ -488,7 +493,7 @@ class RazorpayFake(FakeApi):
         amount = _amount(data.get("amount"))
         if data.get("currency") != "INR":
             raise bad_request("Currency should be INR", field="currency")
-        fund_account = data.get("fund_account")
+        fund_account = self.resolve_fund_account(data)
         if not isinstance(fund_account, dict):
             raise bad_request("The fund account field is required", field="fund_account")
         mode = data.get("mode")
@@ -524,10 +529,10 @@ class RazorpayFake(FakeApi):
         payout = {
             "id": random_id("pout_"),
             "entity": "payout",
-            "fund_account_id": random_id("fa_"),
+            "fund_account_id": data.get("fund_account_id") or random_id("fa_"),
             "fund_account": {
                 **fund_account,
-                "id": random_id("fa_"),
+                "id": data.get("fund_account_id") or random_id("fa_"),
                 "entity": "fund_account",
                 "active": True,
             },

@@ -1,4 +1,5 @@
-"""A stateful local fake of Stripe's HTTP API (PaymentIntents, refunds, payouts).
+"""A stateful local fake of Stripe's HTTP API (PaymentIntents, refunds, payouts; Connect
+accounts, account links and transfers in `stripe_connect_api.py`).
 
 The official SDK talks to it over HTTP: `StripeClient(key, base_addresses={"api": fake.base_url})`.
 It checks the Bearer key, reads Stripe's form encoding, validates amounts (integers, at least
@@ -39,6 +40,8 @@ from tests.fakes._http import (
     route,
     serve,
 )
+from tests.fakes.stripe_billing import StripeBillingFake
+from tests.fakes.stripe_connect_api import StripeConnectFake
 
 API_VERSION = "2026-10-28.endive"
 AMOUNT_MIN = 50  # Stripe's minimum charge is about 50 cents in most currencies
@@ -62,13 +65,15 @@ def stripe_error(
     return HttpError(status, {"error": error})
 
 
-class StripeFake(FakeApi):
+class StripeFake(StripeConnectFake, StripeBillingFake, FakeApi):
     api_key = "sk_test_FakeStripeKey0001"
     publishable_key = "pk_test_FakeStripeKey0001"
     webhook_secret = "whsec_FakeStripeSecret0001"
 
     def __init__(self) -> None:
         super().__init__()
+        self._init_connect()
+        self._billing_tables()  # customers, prices, subscriptions: tests/fakes/stripe_billing.py
         self.payment_intents: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}

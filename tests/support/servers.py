@@ -31,8 +31,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def coffer_serve(database_url: str, *, jwt_secret: str, log_dir: Path) -> Iterator[Server]:
-    """`coffer serve` on a free loopback port, stopped (and waited for) on exit."""
+def coffer_serve(
+    database_url: str, *, jwt_secret: str, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """`coffer serve` on a free loopback port, stopped (and waited for) on exit; `env` adds
+    or overrides environment variables (settings)."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
     env = {
@@ -43,6 +46,7 @@ def coffer_serve(database_url: str, *, jwt_secret: str, log_dir: Path) -> Iterat
         "COFFER_JWT_SECRET": jwt_secret,
         "COFFER_RATE_LIMIT": "1000000/minute",
         "COFFER_LOG_LEVEL": "warning",
+        **(env or {}),
     }
     coffer = Path(sys.executable).with_name("coffer")
     with log.open("wb") as out:

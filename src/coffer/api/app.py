@@ -9,14 +9,22 @@ from fastapi import APIRouter, FastAPI
 from coffer import __version__
 from coffer.api import errors
 from coffer.api.inputs import RefuseControlCharacters
+from coffer.api.routers import admin_audit as admin_audit_routes
 from coffer.api.routers import admin_disputes as admin_dispute_routes
 from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
+from coffer.api.routers import admin_users as admin_user_routes
+from coffer.api.routers import admin_webhooks as admin_webhook_routes
 from coffer.api.routers import auth as auth_routes
 from coffer.api.routers import calls as call_routes
 from coffer.api.routers import config as config_routes
+from coffer.api.routers import escrows as escrow_routes
 from coffer.api.routers import events as event_routes
 from coffer.api.routers import gifts as gift_routes
+from coffer.api.routers import kyc as kyc_routes
+from coffer.api.routers import payouts as payout_routes
+from coffer.api.routers import streams as stream_routes
+from coffer.api.routers import subscriptions as subscription_routes
 from coffer.api.routers import users as user_routes
 from coffer.api.routers import wallet as wallet_routes
 from coffer.api.routers import webhooks as webhook_routes
@@ -57,9 +65,17 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(wallet_routes.router, prefix=API_PREFIX)
     app.include_router(gift_routes.router, prefix=API_PREFIX)
     app.include_router(call_routes.router, prefix=API_PREFIX)
+    app.include_router(escrow_routes.router, prefix=API_PREFIX)
+    app.include_router(payout_routes.router, prefix=API_PREFIX)
+    app.include_router(subscription_routes.router, prefix=API_PREFIX)
     app.include_router(event_routes.router, prefix=API_PREFIX)
+    app.include_router(stream_routes.router, prefix=API_PREFIX)
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
     app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)
     app.include_router(admin_dispute_routes.router, prefix=API_PREFIX)
+    app.include_router(kyc_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_user_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_audit_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_webhook_routes.router, prefix=API_PREFIX)
     return app

@@ -29,6 +29,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "below_minimum_balance": 402,
     "forbidden": 403,
     "kyc_required": 403,
+    "account_frozen": 403,
+    "payee_required": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "idempotency_conflict": 409,

@@ -36,11 +36,12 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from coffer import idempotency, ledger
 from coffer.api.deps import AnyPrincipal, get_database
 from coffer.auth import Principal
-from coffer.db import Database
+from coffer.db import Database, Writer
 from coffer.idempotency import IdempotencyRecord
 from coffer.kit.ids import derived_id, new_id
 
@@ -141,6 +142,27 @@ class IdempotentRequest:
         return ledger.Work(
             work.group, before=before if needs_before else None, after=after, claims=claims
         )
+
+    async def commit(
+        self,
+        writer: Writer,
+        plan: Callable[[], ledger.Work],
+        *,
+        status_code: int,
+        shape: Callable[[Any], Any],
+    ) -> Response:
+        """The money-moving route's whole path: `plan()` in a worker thread (reads, checks, a
+        provider call if it must), then its unit through the writer as this request's `unit`;
+        the event loop holds no thread and no connection while the batch commits.
+
+            return await idem.commit(get_writer(request), lambda: gifts.plan_send_gift(...),
+                                     status_code=201, shape=SendGiftOut.of)
+        """
+        work = await run_in_threadpool(plan)
+        response: Response = await writer.run_async(
+            self.unit(work, status_code=status_code, shape=shape)
+        )
+        return response
 
     def derived_id(self, prefix: str) -> str:
         """A new object's id: a function of (caller, key) when the request has a key, so a copy

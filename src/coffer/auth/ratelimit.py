@@ -32,7 +32,7 @@ from collections.abc import Callable
 import structlog
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from coffer.auth.principal import Principal
@@ -44,6 +44,30 @@ REDIS_TIMEOUT_S = 0.25
 RETRY_AFTER_S_MIN = 1
 NAMESPACE_DEFAULT = "coffer"
 CREDENTIAL_DIGEST_HEX_LENGTH = 32  # 128 bits: tells credentials apart, reveals nothing of them
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """`limits`' in-memory storage without a thread per hit.
+
+    Upstream starts a `threading.Timer` (a new OS thread) to drop expired keys whenever the last
+    one has finished, which under steady traffic is nearly every request: measured with
+    cProfile, those thread starts were a third of an authenticated GET's CPU. Reads already
+    treat an expired key as absent (`get` checks its expiry), so the sweep only frees memory:
+    here it runs inline, at most once every `SWEEP_INTERVAL_S`.
+    """
+
+    SWEEP_INTERVAL_S = 1.0
+
+    def __init__(self) -> None:
+        self._next_sweep_s = 0.0
+        super().__init__()
+        self.timer.cancel()  # the one upstream starts in __init__; none follow it
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - the name-mangled hook
+        now_s = time.monotonic()
+        if now_s >= self._next_sweep_s:
+            self._next_sweep_s = now_s + self.SWEEP_INTERVAL_S
+            self._MemoryStorage__expire_events()  # type: ignore[attr-defined]
 
 
 def credential_digest(token: str) -> str:
@@ -90,7 +114,7 @@ class RateLimiter:
                 socket_connect_timeout=REDIS_TIMEOUT_S,
             )
         else:
-            self._storage = storage_from_string("memory://")  # type: ignore[assignment]
+            self._storage = SweptMemoryStorage()
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self.backend = "redis" if storage_url else "memory"
 

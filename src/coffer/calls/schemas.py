@@ -8,7 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from coffer.auth.principal import USER_ID_PATTERN
-from coffer.calls.service import Call, Rate
+from coffer.calls.rates import Rate
+from coffer.calls.service import Call
 from coffer.ledger import AMOUNT_MAX
 
 UserId = Annotated[str, Field(pattern=USER_ID_PATTERN, min_length=1, max_length=64)]

@@ -24,9 +24,10 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from coffer import events, ledger
-from coffer.calls.tables import call_rates, calls
+from coffer.calls.rates import current_rate
+from coffer.calls.tables import calls
 from coffer.config import ShopConfig
-from coffer.db import Database, dialect, pages
+from coffer.db import Database, pages
 from coffer.errors import BelowMinimumBalance, InsufficientFunds, InvalidState, NotFound
 from coffer.kit.money import ceil_div
 from coffer.ledger import Group, PostHold, TransferRequest, VoidHold, Work
@@ -34,7 +35,6 @@ from coffer.wallets import service as wallets
 from coffer.wallets.split import Split, split
 
 LEDGER_SOURCE = "calls"
-GLOBAL_RATE = "*"
 # The hold outlives the authorised time by this much, so a call ended on time is always captured.
 GRACE_S = 60
 # `call.updated` with `"warning": "time_nearly_used"` this long before the authorised time ends.
@@ -77,55 +77,6 @@ class Call:
 def _call(row: Row[Any]) -> Call:
     m = row._mapping
     return Call(**{name: m[name] for name in Call.__slots__})
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    asset: str
-    rate_per_minute: int
-    host_id: str | None  # None: the global rate (or the configured default)
-
-
-# ---------------------------------------------------------------------------------------------
-# Rates
-
-
-def current_rate(session: Session, shop: ShopConfig, *, host_id: str | None = None) -> Rate:
-    """The host's own rate, else the global one an admin set, else `coffer.toml`'s."""
-    keys = [GLOBAL_RATE] if host_id is None else [host_id, GLOBAL_RATE]
-    rows = {
-        r.host_id: r
-        for r in session.execute(select(call_rates).where(call_rates.c.host_id.in_(keys)))
-    }
-    for key in keys:
-        row = rows.get(key)
-        if row is not None:
-            return Rate(row.asset, row.rate_per_minute, None if key == GLOBAL_RATE else key)
-    return Rate(shop.calls.asset, shop.calls.rate_per_minute, None)
-
-
-def set_rate(
-    session: Session,
-    shop: ShopConfig,
-    *,
-    host_id: str | None,
-    asset: str,
-    rate_per_minute: int,
-    actor: str,
-    now: datetime,
-) -> Rate:
-    """Set the global rate, or one host's (an operator action: the caller audits it)."""
-    if asset not in shop.assets:
-        raise InvalidState(f"{asset} is not a configured asset", asset=asset)
-    ledger.check_amount(rate_per_minute, what="rate_per_minute")
-    key = GLOBAL_RATE if host_id is None else wallets.check_user_id(host_id, field="body.host_id")
-    values = {"asset": asset, "rate_per_minute": rate_per_minute, "updated_by": actor[:80]}
-    session.execute(
-        dialect.insert(session, call_rates)
-        .values(host_id=key, updated_at=now, **values)
-        .on_conflict_do_update(index_elements=["host_id"], set_={**values, "updated_at": now})
-    )
-    return Rate(asset, rate_per_minute, host_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +145,7 @@ def _accounts(database: Database, *, caller_id: str, host_id: str, asset: str) -
     return made
 
 
-def _events(call: Call, *, wallet_posted: int | None, **extra: Any) -> list[events.NewEvent]:
+def call_events(call: Call, *, wallet_posted: int | None, **extra: Any) -> list[events.NewEvent]:
     data = {
         "call_id": call.id,
         "status": call.status,
@@ -234,6 +185,7 @@ def plan_start_call(
     if caller_id == host_id:
         raise InvalidState("a caller cannot call themself")
     with database.read() as session:
+        wallets.check_may_spend(session, caller_id)  # a frozen caller starts nothing (403)
         rate = current_rate(session, shop, host_id=host_id)
     if asset is not None and rate_per_minute is None and asset != rate.asset:
         raise InvalidState(f"this host's rate is in {rate.asset}, not {asset}", asset=rate.asset)
@@ -286,13 +238,13 @@ def plan_start_call(
         }
         session.execute(insert(calls).values(**values))
         call = get_call(session, call_id)
-        events.emit(session, _events(call, wallet_posted=None), now=now)
+        events.emit(session, call_events(call, wallet_posted=None), now=now)
         return call
 
     return Work(Group(operations, LEDGER_SOURCE), after=after, claims=frozenset({call_id}))
 
 
-def _locked_active(session: Session, call_id: str) -> Call:
+def locked_active(session: Session, call_id: str) -> Call:
     row = session.execute(select(calls).where(calls.c.id == call_id).with_for_update()).first()
     if row is None:
         raise NotFound(f"no call {call_id}", call_id=call_id)
@@ -303,6 +255,10 @@ def plan_extend_call(database: Database, shop: ShopConfig, *, call: Call) -> Wor
     """Hold another stretch for an active call (402 when nothing more can be held)."""
     if call.status != "active":
         raise InvalidState(f"the call is {call.status}", status=call.status)
+    with database.read() as session:
+        # A frozen caller holds no more; the call runs to its authorised time and is billed
+        # from what was held before the freeze (ending it spends nothing new).
+        wallets.check_may_spend(session, call.caller_id)
     accounts = _accounts(database, caller_id=call.caller_id, host_id=call.host_id, asset=call.asset)
     more = min(call.rate_per_minute * shop.calls.hold_minutes, accounts.wallet.available)
     if (
@@ -339,7 +295,7 @@ def plan_extend_call(database: Database, shop: ShopConfig, *, call: Call) -> Wor
     )
 
     def before(session: Session) -> Call:
-        locked = _locked_active(session, call.id)
+        locked = locked_active(session, call.id)
         if locked.status != "active" or locked.extensions != call.extensions:
             raise InvalidState(f"the call is {locked.status}", status=locked.status)
         return locked
@@ -362,7 +318,7 @@ def plan_extend_call(database: Database, shop: ShopConfig, *, call: Call) -> Wor
         if _rowcount(result) != 1:
             raise InvalidState("the call changed while it was extended")
         extended = get_call(session, call.id)
-        events.emit(session, _events(extended, wallet_posted=None), now=hold.created_at)
+        events.emit(session, call_events(extended, wallet_posted=None), now=hold.created_at)
         return extended
 
     return Work(
@@ -419,7 +375,7 @@ def plan_end_call(database: Database, shop: ShopConfig, *, call: Call, duration_
                 )
 
     def before(session: Session) -> Any:
-        locked = _locked_active(session, call.id)
+        locked = locked_active(session, call.id)
         if locked.status == "ended":
             return ledger.Done(locked)
         if locked.status != "active" or locked.hold_id != call.hold_id:
@@ -447,7 +403,7 @@ def plan_end_call(database: Database, shop: ShopConfig, *, call: Call, duration_
             raise InvalidState("the call changed while it was ended")
         ended = get_call(session, call.id)
         posted = made[0].debit_balance_after
-        events.emit(session, _events(ended, wallet_posted=posted), now=now)
+        events.emit(session, call_events(ended, wallet_posted=posted), now=now)
         return ended
 
     return Work(
@@ -494,75 +450,3 @@ def list_calls(
         ),
     )
     return [_call(r) for r in rows], has_more
-
-
-def lapsed(session: Session, *, now: datetime, limit: int) -> list[str]:
-    """Active calls whose hold has passed its timeout, oldest first."""
-    rows = session.execute(
-        select(calls.c.id)
-        .where(calls.c.status == "active", calls.c.expires_at <= now)
-        .order_by(calls.c.expires_at, calls.c.id)
-        .limit(limit)
-    )
-    return [r.id for r in rows]
-
-
-def expire_work(call_id: str, *, now: datetime) -> Work:
-    """Mark a lapsed call expired: its hold is (or is about to be) released by the ledger's
-    sweep, so the caller pays nothing. No money moves here."""
-
-    def before(session: Session) -> Any:
-        locked = _locked_active(session, call_id)
-        if locked.status != "active" or locked.expires_at > now:
-            return ledger.Done(None)  # ended, or extended, meanwhile
-        return locked
-
-    def after(session: Session, locked: Call, _: list[ledger.Transfer]) -> str:
-        session.execute(
-            update(calls)
-            .where(calls.c.id == call_id, calls.c.status == "active")
-            .values(status="expired", cost=0, updated_at=now)
-        )
-        events.emit(session, _events(get_call(session, call_id), wallet_posted=None), now=now)
-        return call_id
-
-    return Work(None, before=before, after=after, claims=frozenset({call_id}))
-
-
-def nearly_used(session: Session, *, now: datetime, limit: int) -> list[str]:
-    """Active calls within WARN_BEFORE_S of their authorised end that were not yet warned."""
-    rows = session.execute(
-        select(calls.c.id, calls.c.started_at, calls.c.authorized_seconds)
-        .where(calls.c.status == "active", calls.c.warned_at.is_(None))
-        .order_by(calls.c.started_at)
-        .limit(limit * 10)
-    )
-    due = [
-        r.id
-        for r in rows
-        if r.started_at + timedelta(seconds=r.authorized_seconds - WARN_BEFORE_S) <= now
-    ]
-    return due[:limit]
-
-
-def warn_work(call_id: str, *, now: datetime) -> Work:
-    """Tell both parties the authorised time is nearly used, once per hold."""
-
-    def before(session: Session) -> Any:
-        locked = _locked_active(session, call_id)
-        if locked.status != "active" or locked.warned_at is not None:
-            return ledger.Done(None)
-        return locked
-
-    def after(session: Session, locked: Call, _: list[ledger.Transfer]) -> str:
-        session.execute(update(calls).where(calls.c.id == call_id).values(warned_at=now))
-        ends = locked.started_at + timedelta(seconds=locked.authorized_seconds)
-        left_s = max(0, int((ends - now).total_seconds()))
-        events.emit(
-            session,
-            _events(locked, wallet_posted=None, warning="time_nearly_used", seconds_left=left_s),
-            now=now,
-        )
-        return call_id
-
-    return Work(None, before=before, after=after, claims=frozenset({call_id}))

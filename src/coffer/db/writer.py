@@ -17,6 +17,7 @@ its workers after building the app gives each worker its own writer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -43,8 +44,12 @@ class Writer:
         batch_size_max: int = BATCH_SIZE_MAX,
         queue_size_max: int = QUEUE_SIZE_MAX,
         clock: Callable[[], datetime] = utc_now,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._database = database
+        # Called after every COMMIT of a unit or batch (the event streams' wake-up, see
+        # events/live.py); it only signals.
+        self._on_commit = on_commit
         self.group_commit = group_commit
         self._batch_size_max = batch_size_max
         self._queue_size_max = queue_size_max
@@ -67,6 +72,7 @@ class Writer:
                     queue_size_max=self._queue_size_max,
                     clock=self._clock,
                     name="coffer-writer",
+                    on_commit=self._on_commit,
                 ).start()
             return self._batcher
 
@@ -94,10 +100,16 @@ class Writer:
         return await self.run_async(ledger.Work(None, after=lambda session, _, __: fn(session)))
 
     def _run_alone(self, work: ledger.Work) -> Any:
-        with self._database.unit_of_work() as session:
-            (outcome,) = ledger.apply_work(session, [work], clock=self._clock).outcomes
-            # A refused unit wrote nothing (`before` does not write), but roll back regardless.
-            return outcome.unwrap()
+        try:
+            with self._database.unit_of_work() as session:
+                (outcome,) = ledger.apply_work(session, [work], clock=self._clock).outcomes
+                # A refused unit wrote nothing (`before` does not write), but roll back
+                # regardless.
+                return outcome.unwrap()
+        finally:
+            if self._on_commit is not None:
+                with contextlib.suppress(Exception):  # a spare wake-up costs one read
+                    self._on_commit()
 
     @property
     def stats(self) -> ledger.BatchStats | None:

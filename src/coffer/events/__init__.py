@@ -1,5 +1,34 @@
 """The events outbox: every change a client cares about, in the same commit as the change."""
 
-from coffer.events.service import TYPES, Event, NewEvent, emit, list_after
+from coffer.events.live import Hub, Subscription, TooManyStreams
+from coffer.events.retention import horizon, purge
+from coffer.events.service import (
+    NOTIFY_CHANNEL,
+    TYPES,
+    Event,
+    NewEvent,
+    emit,
+    latest_id,
+    list_after,
+)
+from coffer.events.streams import IDLE, Reset, Start, begin, follow
 
-__all__ = ["TYPES", "Event", "NewEvent", "emit", "list_after"]
+__all__ = [
+    "IDLE",
+    "NOTIFY_CHANNEL",
+    "TYPES",
+    "Event",
+    "Hub",
+    "NewEvent",
+    "Reset",
+    "Start",
+    "Subscription",
+    "TooManyStreams",
+    "begin",
+    "emit",
+    "follow",
+    "horizon",
+    "latest_id",
+    "list_after",
+    "purge",
+]

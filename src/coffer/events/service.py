@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
 from coffer import ledger
@@ -26,6 +26,8 @@ from coffer.db import dialect
 from coffer.events.tables import event_streams, events
 
 TYPE_LENGTH_MAX = 64
+# PostgreSQL's channel for "events were committed": a wake-up with no payload (events/live.py).
+NOTIFY_CHANNEL = "coffer_events"
 LIST_LIMIT_MAX = 500
 _LAST = "last_sequence"
 # What the API promises a client that it may ask for (see API.md, "Events and real time").
@@ -126,6 +128,10 @@ def _write(session: Session, rows: list[tuple[NewEvent, datetime]]) -> None:
             }
         )
     conn.execute(events.insert(), values)
+    if conn.dialect.name == "postgresql":
+        # Delivered when (and only if) this transaction commits, to every process listening:
+        # their streams then read what committed from the table.
+        conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 def list_after(
@@ -142,4 +148,34 @@ def list_after(
     return [_event(r) for r in rows[:limit]], len(rows) > limit
 
 
-__all__ = ["TYPES", "Event", "NewEvent", "emit", "list_after"]
+def latest_id(session: Session, *, user_id: str | None = None) -> int:
+    """The highest event id (the user's own, or anyone's); 0 when there is none."""
+    statement = select(func.max(events.c.id))
+    if user_id is not None:
+        statement = statement.where(events.c.user_id == user_id)
+    return int(session.execute(statement).scalar() or 0)
+
+
+def users_after(session: Session, *, after: int, limit: int) -> tuple[set[str], int, bool]:
+    """Whose events have an id above `after` (the oldest `limit` of them), the highest id seen
+    (`after` when none), and whether more are left: whose streams one process must wake."""
+    assert 0 < limit <= 100_000 and after >= 0
+    rows = session.execute(
+        select(events.c.id, events.c.user_id)
+        .where(events.c.id > after)
+        .order_by(events.c.id)
+        .limit(limit)
+    ).all()
+    return {r.user_id for r in rows}, (rows[-1].id if rows else after), len(rows) == limit
+
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "TYPES",
+    "Event",
+    "NewEvent",
+    "emit",
+    "latest_id",
+    "list_after",
+    "users_after",
+]

@@ -31,3 +31,14 @@ event_streams = Table(
     Column("user_id", String(64), primary_key=True),
     Column("last_sequence", BigInteger, nullable=False),
 )
+
+# One row (id 1): every event with an id up to `purged_through_id` has been purged (retention,
+# events/retention.py) and everything above it is kept. A stream whose cursor is below it may
+# have missed events and is told `reset`.
+event_retention = Table(
+    "event_retention",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("purged_through_id", BigInteger, nullable=False),
+    Column("purged_at", UTCDateTime, nullable=True),
+)

@@ -137,6 +137,7 @@ def plan_send_gift(
         found = wallets.find_users(session, [sender_id, receiver_id])
         if sender_id not in found:
             raise NotFound(f"no user {sender_id}: it has no wallet to give from", user_id=sender_id)
+        wallets.ensure_may_spend(found[sender_id])  # a frozen sender gives nothing (403)
         receiver = found.get(receiver_id)
         if receiver is None:
             raise NotFound(f"no user {receiver_id}", user_id=receiver_id)

@@ -102,6 +102,7 @@ class Batcher:
         gather_max_s: float = GATHER_MAX_S,
         clock: Callable[[], datetime] = utc_now,
         name: str = "ledger-batcher",
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         assert 0 < batch_size_max <= 100_000
         assert 0 < queue_size_max <= 1_000_000
@@ -113,6 +114,9 @@ class Batcher:
         self._gather_max_s = gather_max_s
         self._last_batch_size = 0
         self._clock = clock
+        # Told after every COMMIT that landed, on the writer's thread: it must only signal
+        # (e.g. wake the event streams), never block or write.
+        self._on_commit = on_commit
         # A bounded queue the writer drains a batch at a time under one lock acquisition.
         self._queue_size_max = queue_size_max
         self._pending: deque[_Item] = deque()
@@ -350,6 +354,7 @@ class Batcher:
                     with contextlib.suppress(SQLAlchemyError):
                         session.rollback()
                     raise
+            self._committed()
             return applied.outcomes
         # The writer keeps one connection of the factory's engine for all its batches: a
         # session per batch would check a connection out of the pool (with its liveness ping,
@@ -379,9 +384,17 @@ class Batcher:
                 if applied.last is None:
                     raise _CommitUnknown("COMMIT failed and the batch wrote no transfer") from exc
                 if self._landed(applied.last):
+                    self._committed()
                     return applied.outcomes  # it landed: every answer stands
             raise
+        self._committed()
         return applied.outcomes
+
+    def _committed(self) -> None:
+        if self._on_commit is not None:
+            # A signal that fails must not turn a committed batch into a failed one.
+            with contextlib.suppress(Exception):
+                self._on_commit()
 
     def _commit_transaction(self, transaction: Any) -> None:
         """COMMIT the batch (a seam for tests that make COMMIT land and then raise)."""

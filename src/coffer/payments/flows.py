@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.orm import Session
 
-from coffer import alerts, ledger
+from coffer import alerts, ledger, oplog
 from coffer.config import ShopConfig
-from coffer.db import Database, Writer
+from coffer.db import Database, Writer, claims
 from coffer.errors import (
     InvalidSignature,
     InvalidState,
@@ -28,10 +28,11 @@ from coffer.errors import (
     ProviderUnavailable,
 )
 from coffer.kit.clock import Clock
-from coffer.payments import disputes, service
+from coffer.payments import disputes, service, settlement
 from coffer.payments import refunds as refund_service
 from coffer.payments.refunds import Refund
 from coffer.payments.service import PaymentOrder, Quote
+from coffer.payments.tables import refunds as refunds_table
 from coffer.providers import Providers
 from coffer.providers.base import OrderRequest, ProviderOrder, ProviderRefund
 
@@ -39,11 +40,12 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class PreparedTopup:
+class PreparedOrder:
     """An order the provider has opened, not yet recorded."""
 
     order_id: str
     user_id: str
+    purpose: str
     quote: Quote
     provider_order: ProviderOrder
 
@@ -52,7 +54,7 @@ class PreparedTopup:
             session,
             order_id=self.order_id,
             user_id=self.user_id,
-            purpose="topup",
+            purpose=self.purpose,
             quote=self.quote,
             provider_order=self.provider_order,
             now=now,
@@ -71,18 +73,44 @@ def prepare_topup(
     default_provider: str | None,
     request_key: str | None = None,
     request_fingerprint: bytes = b"",
-) -> PreparedTopup:
-    """Price the top-up and open the order with the provider (no transaction open).
+) -> PreparedOrder:
+    """Price the top-up and open its order with the provider (no transaction open)."""
+    quote = service.quote_topup(shop, package_id=package_id, diamonds=diamonds, currency=currency)
+    return prepare_order(
+        providers,
+        user_id=user_id,
+        purpose="topup",
+        quote=quote,
+        description=f"{quote.diamonds + quote.bonus} diamonds",
+        provider_name=provider_name,
+        default_provider=default_provider,
+        request_key=request_key,
+        request_fingerprint=request_fingerprint,
+    )
+
+
+def prepare_order(
+    providers: Providers,
+    *,
+    user_id: str,
+    purpose: str,
+    quote: Quote,
+    description: str,
+    provider_name: str | None,
+    default_provider: str | None,
+    request_key: str | None = None,
+    request_fingerprint: bytes = b"",
+) -> PreparedOrder:
+    """Open an order for `quote` with the provider (no transaction open).
 
     With `request_key` (the client's Idempotency-Key) everything sent to the provider is derived
     from the request: Coffer's order id and the provider's idempotency key both come from
-    (user, key, request fingerprint). So copies that arrive together, and a retry after a crash
-    between the provider's answer and our commit, send the provider the identical request and
-    get the first order back, instead of a second order (or, at Stripe, a refusal for a key
-    reused with other parameters). A different body under the same key derives other ids, opens
-    its own order, and is then refused 409 by the idempotency claim.
+    (purpose, user, key, request fingerprint). So copies that arrive together, and a retry after
+    a crash between the provider's answer and our commit, send the provider the identical
+    request and get the first order back, instead of a second order (or, at Stripe, a refusal
+    for a key reused with other parameters). A different body under the same key derives other
+    ids, opens its own order, and is then refused 409 by the idempotency claim.
     """
-    quote = service.quote_topup(shop, package_id=package_id, diamonds=diamonds, currency=currency)
     # The provider named (or the default, which start-up checked is on): one that is off is a
     # 422 naming it (ProviderOff), never a quiet switch to another provider.
     provider = providers.get(provider_name or default_provider)
@@ -90,8 +118,13 @@ def prepare_topup(
     provider_key = None
     if request_key is not None:
         digest = hashlib.sha256(
-            b"topup|%s|%s|%s"
-            % (user_id.encode(), request_key.encode(), request_fingerprint.hex().encode())
+            b"%s|%s|%s|%s"
+            % (
+                purpose.encode(),
+                user_id.encode(),
+                request_key.encode(),
+                request_fingerprint.hex().encode(),
+            )
         ).hexdigest()
         order_id = service.order_id_for_request(digest)
         provider_key = digest
@@ -100,12 +133,12 @@ def prepare_topup(
             order_id=order_id,
             amount=quote.amount,
             currency=quote.currency,
-            description=f"{quote.diamonds + quote.bonus} diamonds",
+            description=description,
             customer_id=user_id,
             idempotency_key=provider_key,
         )
     )
-    return PreparedTopup(order_id, user_id, quote, provider_order)
+    return PreparedOrder(order_id, user_id, purpose, quote, provider_order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +206,7 @@ def plan_confirmation(database: Database, checked: CheckedPayment) -> ledger.Wor
                 Confirmed(service.get_order(session, order_id), credited=False)
             ),
         )
-    work = service.plan_credit(
+    work = settlement.plan_credit(
         database, order_id=checked.order_id, payment_id=checked.payment_id, via="verify"
     )
     return work.then(lambda session, answer: _claw_back_refunded(session, checked, *answer))
@@ -231,6 +264,7 @@ def refund_order(
     writer = writer or Writer(database, group_commit=False)
 
     def begin(session: Session) -> tuple[Refund, bool, PaymentOrder]:
+        now = clock()
         refund, is_new = refund_service.begin_refund(
             session,
             order_id=order_id,
@@ -239,8 +273,25 @@ def refund_order(
             force=force,
             actor=actor,
             idempotency_key=idempotency_key,
-            now=clock(),
+            now=now,
         )
+        if is_new:  # the operator's decision, audited where it is made (a replay adds nothing)
+            oplog.record(
+                session,
+                actor=actor,
+                action="payment.refund",
+                subject_type="payment_order",
+                subject_id=order_id,
+                reason=refund.reason,
+                details={
+                    "refund_id": refund.id,
+                    "amount": refund.amount,
+                    "diamonds": refund.diamonds,
+                    "shortfall_diamonds": refund.shortfall_diamonds,
+                    "forced": refund.forced,
+                },
+                now=now,
+            )
         return refund, is_new, service.get_order(session, order_id)
 
     begun: tuple[Refund, bool, PaymentOrder] = writer.call(begin)
@@ -396,10 +447,17 @@ def resume_refunds(
 ) -> int:
     """Ask the provider again for refunds left pending without its answer (a crash or an
     outage between reserving and asking); returns how many were tried."""
+    now = clock()
+    # Claimed (leased by `updated_at`) so that two processes never send one refund together.
+    claimed = claims.claim(
+        database,
+        refund_service.stalled_due(older_than=now - timedelta(seconds=RESUME_AFTER_S), limit=limit),
+        table=refunds_table,
+        lease=refunds_table.c.updated_at,
+        until=now,
+    )
     with database.read() as session:
-        stalled = refund_service.stalled_refunds(
-            session, older_than=clock() - timedelta(seconds=RESUME_AFTER_S), limit=limit
-        )
+        stalled = [refund_service.get_refund(session, refund_id) for refund_id in claimed]
         orders = {r.order_id: service.get_order(session, r.order_id) for r in stalled}
     for refund in stalled:
         order = orders[refund.order_id]
@@ -427,10 +485,18 @@ def reconcile_refunds(
     ask it how each stands and book that. Each refund is asked about at most
     `refunds.RECONCILE_ATTEMPTS_MAX` times, `RECONCILE_AFTER_S` apart; then an alert says so.
     Returns how many were asked about."""
+    now = clock()
+    claimed = claims.claim(
+        database,
+        refund_service.acknowledged_due(
+            older_than=now - timedelta(seconds=RECONCILE_AFTER_S), limit=limit
+        ),
+        table=refunds_table,
+        lease=refunds_table.c.updated_at,
+        until=now,
+    )
     with database.read() as session:
-        due = refund_service.acknowledged_refunds(
-            session, older_than=clock() - timedelta(seconds=RECONCILE_AFTER_S), limit=limit
-        )
+        due = [refund_service.get_refund(session, refund_id) for refund_id in claimed]
         orders = {r.order_id: service.get_order(session, r.order_id) for r in due}
     for refund in due:
         order = orders[refund.order_id]

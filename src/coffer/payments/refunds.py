@@ -9,19 +9,16 @@ A refund runs in three steps because the provider call must not run inside a tra
    and books any shortfall as the user's debt, all in one linked group; or `fail_refund` voids
    the hold and frees the amount.
 
-Diamonds are clawed back in proportion to the money refunded, rounded so that refunding the
+The refund rows and their reads are `refund_rows.py` (re-exported here). Diamonds are clawed
+back in proportion to the money refunded, rounded so that refunding the
 whole order claws back exactly every diamond it credited (bonus included).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import CursorResult, Row, insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
 from coffer import ledger
@@ -35,6 +32,24 @@ from coffer.errors import (
 )
 from coffer.kit.ids import new_id
 from coffer.ledger import PostHold, Reversal, TransferRequest
+from coffer.payments import settlement
+from coffer.payments.refund_rows import (
+    PROVIDER_ACTORS,
+    REASON_LENGTH_MAX,
+    RECONCILE_ATTEMPTS_MAX,
+    Refund,
+    acknowledged_due,
+    awaits_provider_id,
+    clawback_for,
+    count_reconcile_attempt,
+    find_by_provider_refund,
+    find_refund,
+    fingerprint,
+    get_refund,
+    refund_from_row,
+    refunds_of_order,
+    stalled_due,
+)
 from coffer.payments.service import (
     LEDGER_SOURCE,
     PaymentOrder,
@@ -43,157 +58,6 @@ from coffer.payments.service import (
 )
 from coffer.payments.tables import payment_orders, refunds
 from coffer.wallets.service import system_account, wallet_account
-
-REASON_LENGTH_MAX = 255
-# `created_by` of the refunds the provider made on its own (payments/disputes.py).
-PROVIDER_ACTORS = ("provider", "provider:dispute")
-
-
-@dataclass(frozen=True, slots=True)
-class Refund:
-    id: str
-    order_id: str
-    amount: int
-    diamonds: int  # reserved, then clawed back, from the wallet
-    shortfall_diamonds: int  # booked as the user's debt (forced refunds only)
-    reason: str
-    forced: bool
-    status: str
-    provider_refund_id: str | None
-    hold_id: int | None
-    failure_reason: str | None
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-
-
-def _refund_from_row(row: Row[Any]) -> Refund:
-    m = row._mapping
-    return Refund(
-        id=m["id"],
-        order_id=m["order_id"],
-        amount=m["amount"],
-        diamonds=m["diamonds"],
-        shortfall_diamonds=m["shortfall_diamonds"],
-        reason=m["reason"],
-        forced=m["forced"] == "true",
-        status=m["status"],
-        provider_refund_id=m["provider_refund_id"],
-        hold_id=m["hold_id"],
-        failure_reason=m["failure_reason"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
-
-
-def get_refund(session: Session, refund_id: str, *, for_update: bool = False) -> Refund:
-    query = select(refunds).where(refunds.c.id == refund_id)
-    if for_update:
-        query = query.with_for_update()
-    row = session.execute(query).first()
-    if row is None:
-        raise NotFound(f"no refund {refund_id!r}", refund_id=refund_id)
-    return _refund_from_row(row)
-
-
-def find_by_provider_refund(session: Session, provider_refund_id: str) -> Refund | None:
-    row = session.execute(
-        select(refunds).where(refunds.c.provider_refund_id == provider_refund_id)
-    ).first()
-    return None if row is None else _refund_from_row(row)
-
-
-def find_refund(session: Session, refund_id: str) -> Refund | None:
-    row = session.execute(select(refunds).where(refunds.c.id == refund_id)).first()
-    return None if row is None else _refund_from_row(row)
-
-
-def awaits_provider_id(session: Session, *, order_id: str, amount: int) -> bool:
-    """Whether a refund Coffer started for this amount is pending without the provider's id:
-    a provider refund that names no Coffer refund may be that one, before its id is stored."""
-    row = session.execute(
-        select(refunds.c.id)
-        .where(
-            refunds.c.order_id == order_id,
-            refunds.c.status == "pending",
-            refunds.c.provider_refund_id.is_(None),
-            refunds.c.amount == amount,
-            refunds.c.created_by.not_in(PROVIDER_ACTORS),
-        )
-        .limit(1)
-    ).first()
-    return row is not None
-
-
-def refunds_of_order(session: Session, order_id: str) -> list[Refund]:
-    rows = session.execute(
-        select(refunds).where(refunds.c.order_id == order_id).order_by(refunds.c.created_at)
-    )
-    return [_refund_from_row(r) for r in rows]
-
-
-def stalled_refunds(session: Session, *, older_than: datetime, limit: int) -> list[Refund]:
-    """Pending refunds the provider has not acknowledged, untouched since `older_than`. Those
-    the provider started (an open dispute's reservation) are not Coffer's to send."""
-    rows = session.execute(
-        select(refunds)
-        .where(
-            refunds.c.status == "pending",
-            refunds.c.provider_refund_id.is_(None),
-            refunds.c.updated_at < older_than,
-            refunds.c.created_by.not_in(PROVIDER_ACTORS),
-        )
-        .order_by(refunds.c.updated_at)
-        .limit(limit)
-    )
-    return [_refund_from_row(r) for r in rows]
-
-
-def acknowledged_refunds(session: Session, *, older_than: datetime, limit: int) -> list[Refund]:
-    """Pending refunds the provider acknowledged (it named them) but never settled."""
-    rows = session.execute(
-        select(refunds)
-        .where(
-            refunds.c.status == "pending",
-            refunds.c.provider_refund_id.is_not(None),
-            refunds.c.updated_at < older_than,
-            refunds.c.reconcile_attempts < RECONCILE_ATTEMPTS_MAX,
-        )
-        .order_by(refunds.c.updated_at)
-        .limit(limit)
-    )
-    return [_refund_from_row(r) for r in rows]
-
-
-RECONCILE_ATTEMPTS_MAX = 10
-
-
-def count_reconcile_attempt(session: Session, *, refund_id: str, now: datetime) -> int:
-    """One more time the reconciler asked about this refund; returns the new count."""
-    session.execute(
-        update(refunds)
-        .where(refunds.c.id == refund_id)
-        .values(reconcile_attempts=refunds.c.reconcile_attempts + 1, updated_at=now)
-    )
-    count: int = session.execute(
-        select(refunds.c.reconcile_attempts).where(refunds.c.id == refund_id)
-    ).scalar_one()
-    return count
-
-
-def fingerprint(*, amount: int | None, reason: str, force: bool) -> str:
-    canonical = json.dumps({"amount": amount, "reason": reason, "force": force}, sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def clawback_for(order: PaymentOrder, *, refunded_before: int, amount: int) -> int:
-    """Diamonds this refund takes back: the cumulative proportional share, rounded down, so the
-    last refund of an order takes back exactly what is left."""
-    total = order.diamonds_total
-    before = total * refunded_before // order.amount
-    after = total * (refunded_before + amount) // order.amount
-    return after - before
 
 
 def _lock_order_row(session: Session, order_id: str) -> PaymentOrder:
@@ -215,10 +79,13 @@ def begin_refund(
     actor: str,
     idempotency_key: str | None,
     now: datetime,
+    purpose: str = "topup",
 ) -> tuple[Refund, bool]:
     """Reserve what a refund takes back; returns (refund, whether it is new).
 
     The same idempotency key with the same request returns the refund made the first time.
+    Only orders of `purpose` are refunded: an escrow's order is refunded by the escrow's own
+    move (which knows what of it was released), never around it.
     """
     reason = reason.strip()
     if not reason or len(reason) > REASON_LENGTH_MAX:
@@ -243,8 +110,13 @@ def begin_refund(
                 raise IdempotencyConflict(
                     "this idempotency key was used for a different refund of this order"
                 )
-            return _refund_from_row(earlier), False
+            return refund_from_row(earlier), False
 
+    if order.purpose != purpose:
+        raise InvalidState(
+            f"this order paid for {order.purpose}: refund it through that, not the order",
+            purpose=order.purpose,
+        )
     if order.status not in ("succeeded", "partially_refunded"):
         raise InvalidState(
             f"an order that is {order.status} cannot be refunded", status=order.status
@@ -335,7 +207,7 @@ def reserve_clawback(
         select(refunds).where(refunds.c.order_id == order_id, refunds.c.idempotency_key == key)
     ).first()
     if earlier is not None:
-        return _refund_from_row(earlier)
+        return refund_from_row(earlier)
     order = _lock_order_row(session, order_id)
     committed = order.refunded_amount + order.refund_pending_amount
     if not 0 < amount <= order.amount - committed:
@@ -443,6 +315,9 @@ def reverse_refund(session: Session, *, refund_id: str, reason: str, now: dateti
     )
     if not (isinstance(result, CursorResult) and result.rowcount == 1):
         raise RuntimeError(f"order {order.id} changed under its lock")
+    settlement.refund_booked(
+        session, order, refund_id=refund.id, amount=refund.amount, outcome="reversed", now=now
+    )
     session.execute(
         update(refunds)
         .where(refunds.c.id == refund.id)
@@ -555,6 +430,9 @@ def complete_refund(
         clawed_delta=refund.diamonds + refund.shortfall_diamonds,
         now=now,
     )
+    settlement.refund_booked(
+        session, order, refund_id=refund.id, amount=refund.amount, outcome="succeeded", now=now
+    )
     session.execute(
         update(refunds)
         .where(refunds.c.id == refund.id)
@@ -597,6 +475,9 @@ def fail_refund(session: Session, *, refund_id: str, reason: str, now: datetime)
     _move_order(
         session, order, pending_delta=-refund.amount, refunded_delta=0, clawed_delta=0, now=now
     )
+    settlement.refund_booked(
+        session, order, refund_id=refund.id, amount=refund.amount, outcome="failed", now=now
+    )
     session.execute(
         update(refunds)
         .where(refunds.c.id == refund.id)
@@ -606,20 +487,25 @@ def fail_refund(session: Session, *, refund_id: str, reason: str, now: datetime)
 
 
 __all__ = [
+    "PROVIDER_ACTORS",
+    "REASON_LENGTH_MAX",
+    "RECONCILE_ATTEMPTS_MAX",
     "Refund",
-    "acknowledged_refunds",
+    "acknowledged_due",
     "awaits_provider_id",
     "begin_refund",
     "clawback_for",
     "complete_refund",
+    "count_reconcile_attempt",
     "fail_refund",
     "find_by_provider_refund",
     "find_refund",
+    "fingerprint",
     "get_order",
     "get_refund",
     "note_provider_refund",
     "refunds_of_order",
     "reserve_clawback",
     "reverse_refund",
-    "stalled_refunds",
+    "stalled_due",
 ]

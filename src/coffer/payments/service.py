@@ -9,6 +9,7 @@ make "exactly once" hold, each enough on its own:
 3. the ledger transfers carry idempotency keys derived from the order id, so even a second
    attempt that got past 1 and 2 would return the first credit instead of making another.
 
+Crediting (what the order bought, settled by the module that sold it) is `settlement.py`.
 Nothing here calls a provider: network calls happen outside any transaction (`flows.py`).
 """
 
@@ -24,22 +25,14 @@ from sqlalchemy import CursorResult, Row, select, update
 from sqlalchemy.orm import Session
 
 from coffer import events, ledger
-from coffer.config import DIAMOND, ShopConfig
-from coffer.db import Database, dialect, pages
-from coffer.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
+from coffer.config import ShopConfig
+from coffer.db import dialect, pages
+from coffer.errors import IdempotencyConflict, NotFound, ValidationFailed
 from coffer.kit.ids import new_id
 from coffer.kit.money import ceil_div
-from coffer.ledger import TransferRequest
 from coffer.payments.tables import payment_orders
 from coffer.providers.base import ProviderOrder
-from coffer.wallets.service import (
-    PLATFORM_OWNER_ID,
-    ensure_user,
-    platform_account,
-    provider_account,
-    system_account,
-    wallet_account,
-)
+from coffer.wallets.service import ensure_user
 
 LEDGER_SOURCE = "payments"
 LIST_LIMIT_MAX = 500
@@ -355,7 +348,7 @@ def list_orders(
     return [order_from_row(r) for r in rows], has_more
 
 
-def _set_status(
+def set_status(
     session: Session, order: PaymentOrder, status: str, now: datetime, **values: Any
 ) -> PaymentOrder:
     if _RANK[status] < _RANK[order.status]:  # a state never moves backwards (STYLE habit 9)
@@ -370,171 +363,6 @@ def _set_status(
     if result.rowcount != 1:
         raise ledger.InvariantViolated(f"order {order.id} changed under its lock")
     return get_order(session, order.id)
-
-
-# ---------------------------------------------------------------------------------------------
-# Settling
-
-
-def _ledger_accounts(
-    session: Session, order: PaymentOrder
-) -> tuple[ledger.Account, ledger.Account, ledger.Account, ledger.Account]:
-    clearing = provider_account(session, order.provider, asset=order.currency)
-    revenue = platform_account(session, kind="revenue", asset=order.currency)
-    issuance = system_account(session, kind="issuance", asset=DIAMOND)
-    wallet = wallet_account(session, order.user_id, DIAMOND)
-    return clearing, revenue, issuance, wallet
-
-
-def _find_ledger_accounts(
-    session: Session, order: PaymentOrder
-) -> tuple[ledger.Account, ledger.Account, ledger.Account, ledger.Account] | None:
-    """`_ledger_accounts` if all four exist already (read-only: the usual case)."""
-    found = [
-        ledger.find_account(session, asset=asset, owner_type=owner, owner_id=owner_id, kind=kind)
-        for asset, owner, owner_id, kind in (
-            (order.currency, "provider", order.provider, "clearing"),
-            (order.currency, "platform", PLATFORM_OWNER_ID, "revenue"),
-            (DIAMOND, "system", PLATFORM_OWNER_ID, "issuance"),
-            (DIAMOND, "user", order.user_id, "wallet"),
-        )
-    ]
-    if any(account is None for account in found):
-        return None
-    clearing, revenue, issuance, wallet = (a for a in found if a is not None)
-    return clearing, revenue, issuance, wallet
-
-
-def _credit_operations(
-    order: PaymentOrder,
-    accounts: tuple[ledger.Account, ledger.Account, ledger.Account, ledger.Account],
-    *,
-    payment_id: str | None,
-    via: str,
-) -> list[ledger.Operation]:
-    clearing, revenue, issuance, wallet = accounts
-    meta = {"order_id": order.id, "provider": order.provider, "payment_id": payment_id, "via": via}
-    operations: list[ledger.Operation] = [
-        TransferRequest(
-            debit_account_id=clearing.id, credit_account_id=revenue.id, amount=order.amount,
-            type="purchase", metadata=meta, idempotency_key=f"{order.id}:payment",
-        ),
-        TransferRequest(
-            debit_account_id=issuance.id, credit_account_id=wallet.id, amount=order.diamonds,
-            type="purchase", idempotency_key=f"{order.id}:credit",
-            metadata={**meta, "package_id": order.package_id,
-                      "description": f"Top-up: {order.diamonds} diamonds"},
-        ),
-    ]  # fmt: skip
-    if order.bonus:
-        operations.append(
-            TransferRequest(
-                debit_account_id=issuance.id, credit_account_id=wallet.id, amount=order.bonus,
-                type="bonus", idempotency_key=f"{order.id}:bonus",
-                metadata={**meta, "package_id": order.package_id,
-                          "description": f"Bonus: {order.bonus} diamonds"},
-            )
-        )  # fmt: skip
-    return operations
-
-
-def _lock_creditable(session: Session, order_id: str) -> PaymentOrder | None:
-    """The order locked for crediting; None if it was settled already."""
-    order = get_order(session, order_id, for_update=True)
-    if order.status in SETTLED:
-        return None
-    if order.purpose != "topup":
-        raise InvalidState(f"orders for {order.purpose} are settled by their own module")
-    return order
-
-
-def _book_credit(
-    session: Session,
-    order: PaymentOrder,
-    made: list[ledger.Transfer],
-    *,
-    payment_id: str | None,
-    now: datetime,
-) -> PaymentOrder:
-    """The order's side of a credit the ledger just made: its new status, and its events."""
-    wallet_after = made[-1].credit_balance_after
-    order = _set_status(
-        session,
-        order,
-        "succeeded",
-        now,
-        provider_payment_id=payment_id or order.provider_payment_id,
-        payment_transfer_id=made[0].id,
-        credit_transfer_id=made[1].id,
-        succeeded_at=now,
-        failure_reason=None,
-    )
-    events.emit(
-        session,
-        [
-            order_event(order),
-            events.NewEvent(
-                order.user_id,
-                "wallet.updated",
-                {"kind": "wallet", "asset": DIAMOND, "posted": wallet_after, "cause": order.id},
-            ),
-        ],
-        now=now,
-    )
-    return order
-
-
-def credit_order(
-    session: Session, *, order_id: str, payment_id: str | None, via: str, now: datetime
-) -> tuple[PaymentOrder, bool]:
-    """Mark the order paid and credit it, once, in the caller's transaction (which holds the
-    ledger's write lock until it ends: run it through the writer); returns (order, whether this
-    call credited)."""
-    order = _lock_creditable(session, order_id)
-    if order is None:
-        return get_order(session, order_id), False
-    operations = _credit_operations(
-        order, _ledger_accounts(session, order), payment_id=payment_id, via=via
-    )
-    made = ledger.execute(session, operations, source=LEDGER_SOURCE, now=now)
-    return _book_credit(session, order, made, payment_id=payment_id, now=now), True
-
-
-def plan_credit(
-    database: Database, *, order_id: str, payment_id: str | None, via: str
-) -> ledger.Work:
-    """`credit_order` as a unit of work for the writer: its group is applied in a shared batch.
-
-    Planned from a read (the accounts are opened first if the order's are new); under the write
-    lock `before` checks that the order is still unsettled, else the unit answers without
-    moving anything. Its answer is (order, whether this unit credited it).
-    """
-    with database.read() as session:
-        order = get_order(session, order_id)
-        accounts = _find_ledger_accounts(session, order)
-    if accounts is None:
-        with database.unit_of_work() as session:
-            accounts = _ledger_accounts(session, order)
-    operations = _credit_operations(order, accounts, payment_id=payment_id, via=via)
-
-    def before(session: Session) -> Any:
-        locked = _lock_creditable(session, order_id)
-        if locked is None:
-            return ledger.Done((get_order(session, order_id), False))
-        return locked
-
-    def after(
-        session: Session, locked: PaymentOrder, made: list[ledger.Transfer]
-    ) -> tuple[PaymentOrder, bool]:
-        booked = _book_credit(session, locked, made, payment_id=payment_id, now=made[0].created_at)
-        return booked, True
-
-    return ledger.Work(
-        ledger.Group(tuple(operations), LEDGER_SOURCE),
-        before=before,
-        after=after,
-        claims=frozenset({f"order:{order_id}"}),
-    )
 
 
 def order_event(order: PaymentOrder) -> events.NewEvent:
@@ -557,7 +385,7 @@ def mark_pending(session: Session, *, order_id: str, now: datetime) -> PaymentOr
     order = get_order(session, order_id, for_update=True)
     if _RANK[order.status] >= _RANK["pending"]:
         return order
-    order = _set_status(session, order, "pending", now)
+    order = set_status(session, order, "pending", now)
     events.emit(session, [order_event(order)], now=now)
     return order
 
@@ -569,7 +397,7 @@ def mark_failed(
     order = get_order(session, order_id, for_update=True)
     if _RANK[order.status] >= _RANK["failed"]:
         return order
-    order = _set_status(
+    order = set_status(
         session,
         order,
         "failed",
@@ -585,7 +413,7 @@ def mark_cancelled(session: Session, *, order_id: str, now: datetime) -> Payment
     order = get_order(session, order_id, for_update=True)
     if _RANK[order.status] >= _RANK["cancelled"]:
         return order
-    order = _set_status(session, order, "cancelled", now)
+    order = set_status(session, order, "cancelled", now)
     events.emit(session, [order_event(order)], now=now)
     return order
 

@@ -52,19 +52,24 @@ def check_payments(session: Session) -> ledger.Check:
             payment = made.get(f"{order.id}:payment")
             credit = made.get(f"{order.id}:credit")
             bonus = made.get(f"{order.id}:bonus")
-            if order.purpose != "topup":
-                continue
             if order.status in SETTLED:
                 if payment is None or payment.amount != order.amount:
                     check.fail(f"order {order.id} is {order.status} but its payment is not booked")
-                if credit is None or credit.amount != order.diamonds:
-                    check.fail(f"order {order.id} is {order.status} but was not credited")
-                if order.bonus and (bonus is None or bonus.amount != order.bonus):
-                    check.fail(f"order {order.id}: its bonus was not credited")
-                if credit is not None and order.credit_transfer_id != credit.id:
-                    check.fail(f"order {order.id} names another credit transfer")
-            elif payment or credit or bonus:
-                check.fail(f"order {order.id} is {order.status} but the ledger credited it")
+                if payment is not None and order.payment_transfer_id != payment.id:
+                    check.fail(f"order {order.id} names another payment transfer")
+            elif payment:
+                check.fail(f"order {order.id} is {order.status} but the ledger booked it")
+            if order.purpose == "topup":
+                # What a top-up bought; other purposes check their own (escrow/verify.py).
+                if order.status in SETTLED:
+                    if credit is None or credit.amount != order.diamonds:
+                        check.fail(f"order {order.id} is {order.status} but was not credited")
+                    if order.bonus and (bonus is None or bonus.amount != order.bonus):
+                        check.fail(f"order {order.id}: its bonus was not credited")
+                    if credit is not None and order.credit_transfer_id != credit.id:
+                        check.fail(f"order {order.id} names another credit transfer")
+                elif credit or bonus:
+                    check.fail(f"order {order.id} is {order.status} but the ledger credited it")
             sums = by_order.get(order.id, {})
             if order.refunded_amount != sums.get("succeeded", 0):
                 check.fail(f"order {order.id}: refunded_amount differs from its refunds")

@@ -39,6 +39,15 @@ class EventKind(enum.StrEnum):
     PAYOUT_PAID = "payout.paid"
     PAYOUT_FAILED = "payout.failed"
     PAYOUT_REVERSED = "payout.reversed"
+    PAYOUT_CANCELLED = "payout.cancelled"
+    # A payee's standing at the provider changed (Stripe `account.updated`).
+    PAYEE_UPDATED = "payee.updated"
+    # Recurring billing: a period was charged (Razorpay `subscription.charged`, Stripe
+    # `invoice.paid`), a charge failed (the provider retries it), the provider ended it.
+    SUBSCRIPTION_CHARGED = "subscription.charged"
+    SUBSCRIPTION_PAYMENT_FAILED = "subscription.payment_failed"
+    SUBSCRIPTION_CANCELLED = "subscription.cancelled"
+    SUBSCRIPTION_HALTED = "subscription.halted"  # the provider gave up retrying: expired
     IGNORED = "ignored"  # a genuine, well-signed event Coffer does not act on
 
 
@@ -103,6 +112,14 @@ class WebhookEvent:
     dispute_id: str | None = None  # the provider's dispute (chargeback) id
     reference: str | None = None  # Coffer's own id the provider echoes (a refund's metadata)
     data: Mapping[str, Any] = field(default_factory=dict)
+    payee_id: str | None = None  # PAYEE_UPDATED: the provider's account id
+    payee_status: str | None = None  # PAYEE_UPDATED: "pending" | "active" | "rejected"
+    requirements: tuple[str, ...] = ()  # PAYEE_UPDATED: what the provider still wants
+    # Recurring billing: the provider's subscription, and the period a charge paid for (Unix
+    # seconds, as the providers send them).
+    subscription_id: str | None = None
+    period_start_unix: int | None = None
+    period_end_unix: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +136,73 @@ class ProviderPayout:
     payout_id: str  # the provider's id
     amount: int
     currency: str
-    status: str  # "pending" | "processing" | "paid" | "failed" | "reversed"
+    status: str  # "pending" | "processing" | "paid" | "failed" | "cancelled" | "reversed"
     failure_reason: str | None = None
+    reference: str | None = None  # Coffer's payout id, when the provider echoes it
+
+
+PAYEE_STATUSES = ("pending", "active", "rejected")
+PAYOUT_STATUSES = ("pending", "processing", "paid", "failed", "cancelled", "reversed")
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeRequest:
+    """Where a user wants to be paid. `destination` is checked by the caller's schema:
+    `{"type": "bank_account", "name", "ifsc", "account_number"}`, `{"type": "vpa", "address"}`
+    or `{"type": "stripe_account", "country"?, "email"?}`."""
+
+    user_id: str  # Coffer's user id: the provider's reference for the contact or account
+    name: str  # the account holder's name, for the provider's contact
+    destination: Mapping[str, Any]
+    return_url: str | None = None  # Stripe onboarding: where the user comes back to
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPayee:
+    """A payout destination as the provider holds it."""
+
+    account_id: str  # RazorpayX fund account, Stripe connected account, mock destination id
+    status: str  # "pending" | "active" | "rejected"
+    contact_id: str | None = None  # RazorpayX contact
+    onboarding_url: str | None = None  # Stripe AccountLink: one-time, expires within minutes
+    requirements: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PayeePayoutRequest:
+    """Pay `amount` (minor units of `currency`) to a payee the provider made."""
+
+    # Coffer's payout id, `_{attempt}` after it when retried; echoed back as the reference.
+    payout_id: str
+    idempotency_key: str  # the same: a retry must not be answered the failed attempt
+    account_id: str  # `ProviderPayee.account_id`
+    amount: int
+    currency: str
+    destination_type: str  # "bank_account" | "vpa" | "stripe_account"
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequest:
+    subscription_id: str  # Coffer's subscription id; sent along as notes / metadata
+    plan_id: str  # Coffer's plan id
+    plan_name: str
+    interval: str  # "month" | "year"
+    amount: int  # minor units, each period
+    currency: str  # ISO 4217, upper case
+    customer_id: str  # Coffer's user id
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSubscription:
+    provider: str
+    provider_subscription_id: str  # Razorpay sub_..., Stripe sub_..., mock_sub_...
+    status: str  # the provider's own word ("created", "incomplete", "active", "cancelled"...)
+    # What the client needs to authorise the recurring payment: Razorpay {"key_id",
+    # "subscription_id"}, Stripe {"client_secret", "publishable_key"}, mock {"subscription_id"}.
+    checkout: Mapping[str, Any] = field(default_factory=dict)
+    customer_id: str | None = None  # the provider's customer (Stripe cus_...)
+    cancel_at_period_end: bool = False
 
 
 @runtime_checkable
@@ -164,4 +246,24 @@ class Provider(Protocol):
 
     def payout(self, request: PayoutRequest) -> ProviderPayout:
         """Send money out to a bank account or VPA."""
+        ...
+
+    def create_payee(self, request: PayeeRequest) -> ProviderPayee:
+        """Make (or find again: the same request answers the same payee) a payout destination."""
+        ...
+
+    def create_payout(self, request: PayeePayoutRequest) -> ProviderPayout:
+        """Pay a payee; idempotent on `request.idempotency_key`."""
+        ...
+
+    def fetch_payout(self, *, payout_id: str) -> ProviderPayout:
+        """A payout (the provider's id) as it stands now."""
+        ...
+
+    def create_subscription(self, request: SubscriptionRequest) -> ProviderSubscription:
+        """Start recurring billing for a plan; the client then authorises the first charge."""
+        ...
+
+    def cancel_subscription(self, *, provider_subscription_id: str) -> ProviderSubscription:
+        """Stop charging at the end of the paid period (nothing is refunded)."""
         ...

@@ -14,6 +14,8 @@ to remember what it said:
 - Ids are derived from their inputs (Coffer's order id, the refund's idempotency key, Coffer's
   payout id), so calling twice with the same input returns the same id: idempotent by
   construction.
+- Payees are active at once; their id carries the outcome their payouts will have (the
+  sandbox keeps nothing), and so does a payout's id, for `fetch_payout`.
 - Refunds succeed at once. Payouts are paid at once, except that a destination can ask for the
   failure paths: a bank account number ending in "0000" (or a VPA starting "fail") is answered
   `failed`, one ending in "9999" (or a VPA starting "down") raises ProviderUnavailable.
@@ -48,11 +50,16 @@ from coffer.providers._common import (
 from coffer.providers.base import (
     EventKind,
     OrderRequest,
+    PayeePayoutRequest,
+    PayeeRequest,
     PaymentConfirmation,
     PayoutRequest,
     ProviderOrder,
+    ProviderPayee,
     ProviderPayout,
     ProviderRefund,
+    ProviderSubscription,
+    SubscriptionRequest,
     WebhookEvent,
 )
 
@@ -206,6 +213,9 @@ class MockProvider:
             dispute_id=optional_str(data.get("dispute_id")),
             reference=optional_str(data.get("reference")),
             data=data,
+            subscription_id=optional_str(data.get("subscription_id")),
+            period_start_unix=optional_int(data.get("period_start_unix")),
+            period_end_unix=optional_int(data.get("period_end_unix")),
         )
 
     # -- money out -----------------------------------------------------------------------------
@@ -255,6 +265,65 @@ class MockProvider:
             failure_reason="beneficiary account closed (test trigger)" if failed else None,
         )
 
+    def create_payee(self, request: PayeeRequest) -> ProviderPayee:
+        destination = request.destination
+        outcome = (
+            "paid" if destination.get("type") == "stripe_account" else _payout_outcome(destination)
+        )
+        marker = {"paid": "", "failed": "fail_", "unavailable": "down_"}[outcome]
+        digest = self._derive("x", f"payee|{request.user_id}|{sorted(destination.items())}")
+        return ProviderPayee(account_id=f"mock_fa_{marker}{digest[2:]}", status="active")
+
+    def create_payout(self, request: PayeePayoutRequest) -> ProviderPayout:
+        check_amount(request.amount)
+        check_currency(request.currency)
+        if not request.account_id.startswith("mock_fa_") or not request.idempotency_key:
+            raise ProviderRejected("no such mock payee", account_id=request.account_id[:64])
+        if request.account_id.startswith("mock_fa_down_"):
+            raise ProviderUnavailable("the mock bank is down for this destination (test trigger)")
+        failed = request.account_id.startswith("mock_fa_fail_")
+        digest = self._derive("x", f"payee-payout|{request.idempotency_key}")[2:]
+        return _mock_payout(
+            f"mock_pout_{'f_' if failed else ''}{digest}",
+            amount=request.amount,
+            currency=request.currency,
+            reference=request.payout_id,
+        )
+
+    def fetch_payout(self, *, payout_id: str) -> ProviderPayout:
+        # What a sandbox payout became is written in its id; its amount is not kept.
+        raise ProviderRejected(
+            "the mock provider keeps no payouts to look up (they settle at once)",
+            payout_id=payout_id[:64],
+        )
+
+    # -- recurring billing ---------------------------------------------------------------------
+
+    def create_subscription(self, request: SubscriptionRequest) -> ProviderSubscription:
+        """A sandbox subscription, named from Coffer's id; nothing is charged until a
+        `subscription.charged` webhook (`build_webhook`) says a period was paid."""
+        check_amount(request.amount)
+        check_currency(request.currency)
+        if not request.subscription_id:
+            raise ProviderRejected("a subscription needs Coffer's subscription id")
+        subscription_id = self._derive("mock_sub", f"subscription|{request.subscription_id}")
+        return ProviderSubscription(
+            provider=NAME,
+            provider_subscription_id=subscription_id,
+            status="created",
+            checkout={"subscription_id": subscription_id},
+        )
+
+    def cancel_subscription(self, *, provider_subscription_id: str) -> ProviderSubscription:
+        if not provider_subscription_id.startswith("mock_sub_"):
+            raise ProviderRejected(f"no such mock subscription: {provider_subscription_id!r}")
+        return ProviderSubscription(
+            provider=NAME,
+            provider_subscription_id=provider_subscription_id,
+            status="active",
+            cancel_at_period_end=True,
+        )
+
     # -- internals -----------------------------------------------------------------------------
 
     def _checkout_signature(
@@ -268,13 +337,27 @@ class MockProvider:
         return f"{prefix}_{digest[:_ID_HEX_LENGTH]}"
 
 
+def _mock_payout(payout_id: str, *, amount: int, currency: str, reference: str) -> ProviderPayout:
+    failed = payout_id.startswith("mock_pout_f_")
+    return ProviderPayout(
+        payout_id=payout_id,
+        amount=amount,
+        currency=currency,
+        status="failed" if failed else "paid",
+        failure_reason="beneficiary account closed (test trigger)" if failed else None,
+        reference=reference,
+    )
+
+
 def _payout_outcome(destination: Mapping[str, Any]) -> str:
     """'paid', 'failed' or 'unavailable' for a destination; ProviderRejected when malformed."""
     kind = destination.get("type")
     if kind == "bank_account":
         number = destination.get("account_number")
-        if not isinstance(number, str) or not number.isdigit() or not 6 <= len(number) <= 20:
-            raise ProviderRejected("a bank account destination needs a 6-20 digit account_number")
+        if not isinstance(number, str) or not number.isalnum() or not 5 <= len(number) <= 35:
+            raise ProviderRejected(
+                "a bank account destination needs a 5-35 character account_number"
+            )
         if number.endswith(FAILING_ACCOUNT_SUFFIX):
             return "failed"
         if number.endswith(UNAVAILABLE_ACCOUNT_SUFFIX):

@@ -72,6 +72,8 @@ from coffer.providers.base import (
     ProviderRefund,
     WebhookEvent,
 )
+from coffer.providers.razorpay_billing import RazorpayBilling, translate_subscription_event
+from coffer.providers.razorpay_payouts import RazorpayXPayouts, payout_reference
 
 NAME = "razorpay"
 SIGNATURE_HEADER = "X-Razorpay-Signature"
@@ -124,8 +126,9 @@ PAYOUT_STATUSES: Mapping[str, str] = {
 T = TypeVar("T")
 
 
-class RazorpayProvider:
-    """Razorpay orders, checkout signatures, webhooks, refunds and RazorpayX payouts."""
+class RazorpayProvider(RazorpayXPayouts, RazorpayBilling):
+    """Razorpay orders, checkout signatures, webhooks and refunds; RazorpayX payees and payouts
+    (`razorpay_payouts.py`) and Subscriptions (`razorpay_billing.py`)."""
 
     name = NAME
 
@@ -274,9 +277,19 @@ class RazorpayProvider:
             raise BadRequest("the Razorpay event has no type")
         payload = event.get("payload")
         payload = payload if isinstance(payload, dict) else {}
+        event_id = _event_id(event_type, event, payload, body)
+        if event_type.startswith("subscription."):
+            return translate_subscription_event(
+                event_type=event_type,
+                event_id=event_id,
+                occurred_at=event.get("created_at"),
+                subscription=_entity(payload, "subscription"),
+                payment=_entity(payload, "payment"),
+                event=event,
+            )
         return _translate(
             event_type=event_type,
-            event_id=_event_id(event_type, event, payload, body),
+            event_id=event_id,
             occurred_at=event.get("created_at"),
             payment=_entity(payload, "payment"),
             order=_entity(payload, "order"),
@@ -480,6 +493,8 @@ def _translate(
             or optional_str(dispute.get("reason_description")),
         }
     elif event_type.startswith(("payment.", "order.")):
+        if payment.get("invoice_id"):
+            kind = EventKind.IGNORED  # a subscription cycle's payment: see razorpay_billing
         fields = {
             "provider_order_id": optional_str(payment.get("order_id"))
             or optional_str(order.get("id")),
@@ -503,6 +518,7 @@ def _translate(
             "amount": optional_int(payout.get("amount")),
             "currency": upper(payout.get("currency")),
             "failure_reason": _payout_failure(payout),
+            "reference": payout_reference(payout),
         }
     return WebhookEvent(
         provider=NAME,

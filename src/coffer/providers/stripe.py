@@ -66,6 +66,12 @@ from coffer.providers.base import (
     ProviderRefund,
     WebhookEvent,
 )
+from coffer.providers.stripe_billing import (
+    StripeBilling,
+    is_billing_event,
+    translate_billing_event,
+)
+from coffer.providers.stripe_connect import StripeConnectPayouts, connect_event
 
 # Global to the SDK: no telemetry id written to disk, no request metrics sent with each call.
 stripe.enable_telemetry = False
@@ -128,8 +134,9 @@ PAYOUT_STATUSES: Mapping[str, str] = {
 }
 
 
-class StripeProvider:
-    """Stripe PaymentIntents, webhooks, refunds and payouts."""
+class StripeProvider(StripeConnectPayouts, StripeBilling):
+    """Stripe PaymentIntents, webhooks and refunds; connected accounts and transfers to them
+    (`stripe_connect.py`) and Billing (`stripe_billing.py`)."""
 
     name = NAME
 
@@ -266,7 +273,8 @@ class StripeProvider:
             raise BadRequest("the Stripe event has no id or type")
         data = event.get("data")
         obj = data.get("object") if isinstance(data, dict) else None
-        return _translate(
+        translate = translate_billing_event if is_billing_event(event_type) else _translate
+        return translate(
             event_id=event_id,
             event_type=event_type,
             created=event.get("created"),
@@ -430,6 +438,8 @@ def _translate(
     fields: dict[str, Any] = {}
     status = obj.get("status")
     if event_type.startswith("payment_intent."):
+        if obj.get("invoice"):
+            kind = EventKind.IGNORED  # an invoice's (a subscription's): see stripe_billing
         error = obj.get("last_payment_error")
         error = error if isinstance(error, dict) else {}
         succeeded = event_type == "payment_intent.succeeded"
@@ -493,6 +503,8 @@ def _translate(
             "failure_reason": optional_str(obj.get("failure_message"))
             or optional_str(obj.get("failure_code")),
         }
+    elif event_type.startswith(("transfer.", "account.")):
+        kind, fields = connect_event(event_type, obj)
     return WebhookEvent(
         provider=NAME,
         event_id=event_id,

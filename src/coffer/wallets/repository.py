@@ -20,6 +20,13 @@ class User:
     agency_id: str | None
     created_at: datetime
     updated_at: datetime
+    frozen_at: datetime | None = None
+    frozen_reason: str | None = None
+    frozen_by: str | None = None
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,9 @@ def _user(row: Row[Any]) -> User:
         agency_id=row.agency_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        frozen_at=row.frozen_at,
+        frozen_reason=row.frozen_reason,
+        frozen_by=row.frozen_by,
     )
 
 
@@ -87,6 +97,32 @@ def update_user(
     )
     if result.rowcount != 1:
         raise InvariantViolated(f"user {user_id} was updated {result.rowcount} times")
+
+
+def set_frozen(
+    conn: Connection,
+    user_id: str,
+    *,
+    frozen: bool,
+    reason: str | None,
+    actor: str | None,
+    now: datetime,
+) -> bool:
+    """Freeze or unfreeze, guarded on the current state; False if it was already so."""
+    column = users.c.frozen_at
+    result = conn.execute(
+        update(users)
+        .where(users.c.id == user_id, column.is_(None) if frozen else column.is_not(None))
+        .values(
+            frozen_at=now if frozen else None,
+            frozen_reason=reason if frozen else None,
+            frozen_by=actor if frozen else None,
+            updated_at=now,
+        )
+    )
+    if result.rowcount > 1:
+        raise InvariantViolated(f"user {user_id} was frozen {result.rowcount} times")
+    return result.rowcount == 1
 
 
 def find_agency(conn: Connection, agency_id: str) -> Agency | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,18 +40,27 @@ class AgencyIn(_In):
 
 
 class UserOut(BaseModel):
+    """A user. `kyc_status` comes from the KYC module (the caller passes it in); a frozen
+    wallet's reason is shown to admins only."""
+
     id: str
     display_name: str | None
     agency_id: str | None
+    kyc_status: Literal["not_submitted", "submitted", "approved", "rejected"]
+    frozen: bool
+    frozen_reason: str | None = None  # admins only
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, user: User) -> UserOut:
+    def of(cls, user: User, *, kyc_status: str, admin: bool = False) -> UserOut:
         return cls(
             id=user.id,
             display_name=user.display_name,
             agency_id=user.agency_id,
+            kyc_status=kyc_status,
+            frozen=user.frozen,
+            frozen_reason=user.frozen_reason if admin else None,
             created_at=user.created_at,
             updated_at=user.updated_at,
         )
@@ -85,8 +94,18 @@ class UserWithBalancesOut(UserOut):
     accounts: list[AccountOut]
 
     @classmethod
-    def of_balances(cls, user: User, balances: list[AccountBalance]) -> UserWithBalancesOut:
-        return cls(**UserOut.of(user).model_dump(), accounts=[AccountOut.of(b) for b in balances])
+    def of_balances(
+        cls,
+        user: User,
+        balances: list[AccountBalance],
+        *,
+        kyc_status: str,
+        admin: bool = False,
+    ) -> UserWithBalancesOut:
+        return cls(
+            **UserOut.of(user, kyc_status=kyc_status, admin=admin).model_dump(),
+            accounts=[AccountOut.of(b) for b in balances],
+        )
 
 
 class AgencyOut(BaseModel):

@@ -15,10 +15,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from coffer import ledger
+from coffer import ledger, oplog
 from coffer.auth.principal import USER_ID_PATTERN, is_user_id
 from coffer.config import DIAMOND, ShopConfig
-from coffer.errors import NotFound, ValidationFailed
+from coffer.errors import AccountFrozen, InvalidState, NotFound, ValidationFailed
 from coffer.kit.clock import utc_now
 from coffer.kit.money import BPS_PER_UNIT
 from coffer.wallets import repository as repo
@@ -27,6 +27,7 @@ from coffer.wallets.repository import Agency, User
 AGENCY_ID_PATTERN = USER_ID_PATTERN
 DISPLAY_NAME_LENGTH_MAX = 128
 AGENCY_NAME_LENGTH_MAX = 128
+FREEZE_REASON_LENGTH_MAX = 500
 
 USER_KINDS = ("wallet", "earnings")  # opened for DIAMOND when a user comes into being
 # A user's or agency's account may never go below zero, under any concurrency (DESIGN.md).
@@ -170,6 +171,68 @@ def put_user(
 
 
 # ---------------------------------------------------------------------------------------------
+# Freezes
+
+
+def check_may_spend(session: Session, user_id: str) -> None:
+    """403 `account_frozen` if an operator froze the user's wallet; the one check every
+    spender (gifts as sender, calls as caller, payouts) makes before it plans to move money.
+
+    A frozen wallet still receives: nothing that credits it calls this. The check is made when
+    the move is planned, so a move planned in the instant before a freeze commits may land just
+    after it, as if it had come a moment earlier."""
+    user = repo.find_user(session.connection(), user_id)
+    if user is not None:
+        ensure_may_spend(user)
+
+
+def ensure_may_spend(user: User) -> None:
+    """`check_may_spend` for a user row the caller has read already."""
+    if user.frozen:
+        raise AccountFrozen(
+            f"the wallet of {user.id} is frozen: it may receive but not spend", user_id=user.id
+        )
+
+
+def _check_reason(reason: str) -> str:
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not 0 < len(text) <= FREEZE_REASON_LENGTH_MAX:
+        raise ValidationFailed(
+            f"reason must be 1 to {FREEZE_REASON_LENGTH_MAX} characters",
+            fields=[{"field": "body.reason", "message": "required", "type": "reason"}],
+        )
+    return text
+
+
+def set_frozen(
+    session: Session, user_id: str, *, frozen: bool, reason: str, actor: str, now: datetime
+) -> User:
+    """Freeze (or unfreeze) a user's wallet, with the operator's reason in the audit trail.
+
+    404 for an unknown user; 409 `invalid_state` if it is already frozen (or not frozen)."""
+    check_user_id(user_id)
+    reason = _check_reason(reason)
+    conn = session.connection()
+    user = repo.find_user(conn, user_id)
+    if user is None:
+        raise NotFound(f"no user {user_id}", user_id=user_id)
+    if not repo.set_frozen(conn, user_id, frozen=frozen, reason=reason, actor=actor, now=now):
+        state = "frozen" if user.frozen else "not frozen"
+        raise InvalidState(f"the wallet of {user_id} is {state} already", frozen=user.frozen)
+    oplog.record(
+        session,
+        actor=actor,
+        action="user.freeze" if frozen else "user.unfreeze",
+        subject_type="user",
+        subject_id=user_id,
+        reason=reason,
+        details={"previous_reason": user.frozen_reason} if user.frozen else {},
+        now=now,
+    )
+    return get_user(session, user_id)
+
+
+# ---------------------------------------------------------------------------------------------
 # Agencies
 
 
@@ -200,8 +263,9 @@ def put_agency(
     commission_bps: int,
     platform_fee_bps: int,
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> Agency:
-    """Create or replace an agency.
+    """Create or replace an agency; with an `actor` (an operator's key) it is audited.
 
     Its commission and the platform's fee are both taken from one gift, so together they may
     not exceed 100 %: `commission_bps <= 10000 - platform_fee_bps`.
@@ -226,13 +290,24 @@ def put_agency(
                 }
             ],
         )
-    repo.upsert_agency(
-        session.connection(),
-        agency_id,
-        name=name,
-        commission_bps=commission_bps,
-        now=now or utc_now(),
-    )
+    now = now or utc_now()
+    conn = session.connection()
+    before = repo.find_agency(conn, agency_id)
+    repo.upsert_agency(conn, agency_id, name=name, commission_bps=commission_bps, now=now)
+    if actor is not None:
+        details: dict[str, object] = {"name": name, "commission_bps": commission_bps}
+        if before is not None:
+            details["previous"] = {"name": before.name, "commission_bps": before.commission_bps}
+        oplog.record(
+            session,
+            actor=actor,
+            action="agency.put",
+            subject_type="agency",
+            subject_id=agency_id,
+            reason=None,
+            details=details,
+            now=now,
+        )
     return get_agency(session, agency_id)
 
 

@@ -24,6 +24,12 @@ users = Table(
     Column("id", String(64), primary_key=True),  # the host app's id for the user
     Column("display_name", String(128), nullable=True),
     Column("agency_id", String(64), ForeignKey("agencies.id"), nullable=True, index=True),
+    # Frozen by an operator when set: the wallet receives but may not spend or pay out
+    # (`service.check_may_spend`). The reason and the key that froze it are kept with it, and
+    # every freeze and unfreeze is in the audit trail.
+    Column("frozen_at", UTCDateTime, nullable=True),
+    Column("frozen_reason", String(500), nullable=True),
+    Column("frozen_by", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )

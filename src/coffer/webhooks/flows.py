@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
-from coffer.db import Database, Writer
+from coffer.db import Database, Writer, claims
 from coffer.kit.clock import Clock
 from coffer.providers import Providers
 from coffer.webhooks import service
+from coffer.webhooks.tables import inbox
 
 log = structlog.get_logger(__name__)
+# A claimed retry is not due again for this long (a process that died mid-run leaves it then).
+CLAIM_LEASE_S = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,18 @@ def retry_due(
     limit: int = service.DUE_BATCH_MAX,
     writer: Writer | None = None,
 ) -> int:
-    """Process the inbox entries whose retry time has come; returns how many were tried."""
-    with database.read() as session:
-        due = service.due(session, now=clock(), limit=limit)
+    """Process the inbox entries whose retry time has come; returns how many were tried.
+
+    Each is claimed first (its `next_attempt_at` leased `CLAIM_LEASE_S` ahead), so another
+    process's run passes it over; processing then sets the real next attempt, or none."""
+    now = clock()
+    due = claims.claim(
+        database,
+        service.due(now=now, limit=limit),
+        table=inbox,
+        lease=inbox.c.next_attempt_at,
+        until=now + timedelta(seconds=CLAIM_LEASE_S),
+    )
     for inbox_id in due:
         process(database, inbox_id, clock, writer=writer)
     return len(due)

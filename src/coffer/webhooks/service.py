@@ -17,16 +17,20 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Select, select, update
 from sqlalchemy.orm import Session
 
 from coffer.db import dialect
-from coffer.errors import CofferError
 from coffer.payments import disputes as payment_disputes
 from coffer.payments import refunds as payment_refunds
 from coffer.payments import service as payments
+from coffer.payments import settlement
 from coffer.payments.refunds import Refund
+from coffer.payouts import payees as payout_payees
+from coffer.payouts import service as payouts
 from coffer.providers.base import EventKind, WebhookEvent
+from coffer.webhooks import subscription_events
+from coffer.webhooks.errors import PermanentWebhookError, RetryableWebhookError
 from coffer.webhooks.tables import inbox
 
 ATTEMPTS_MAX = 8
@@ -34,19 +38,6 @@ BACKOFF_BASE_S = 5
 BACKOFF_MAX_S = 3_600
 ERROR_LENGTH_MAX = 500
 DUE_BATCH_MAX = 100
-
-
-class PermanentWebhookError(CofferError):
-    """An event that can never be applied (e.g. its amount differs from the order's): it is
-    parked as failed at once, for an operator to look at, instead of being retried."""
-
-    code = "invalid_state"
-
-
-class RetryableWebhookError(CofferError):
-    """Not yet applicable (e.g. the order it names is not committed yet): retry later."""
-
-    code = "invalid_state"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +64,7 @@ def _event_from_json(text: str) -> WebhookEvent:
     data["kind"] = EventKind(data["kind"])
     occurred = data.get("occurred_at")
     data["occurred_at"] = datetime.fromisoformat(occurred) if occurred else None
+    data["requirements"] = tuple(data.get("requirements") or ())
     return WebhookEvent(**data)
 
 
@@ -171,7 +163,7 @@ def _dispatch(session: Session, event: WebhookEvent, *, now: datetime) -> str:
                 )
             if event.currency is not None and event.currency.upper() != order.currency:
                 raise PermanentWebhookError("the event's currency differs from the order's")
-            payments.credit_order(
+            settlement.credit_order(
                 session, order_id=order.id, payment_id=event.payment_id, via="webhook", now=now
             )
         elif kind is EventKind.PAYMENT_FAILED:
@@ -191,8 +183,65 @@ def _dispatch(session: Session, event: WebhookEvent, *, now: datetime) -> str:
         return _apply_refund_event(session, event, now=now)
     if kind in (EventKind.DISPUTE_OPENED, EventKind.DISPUTE_WON, EventKind.DISPUTE_LOST):
         return _apply_dispute_event(session, event, now=now)
-    # Payout and other events are kept, verified, in the inbox; nothing in Coffer acts on them yet.
+    if kind in _PAYOUT_STATUSES:
+        return _apply_payout_event(session, event, now=now)
+    if kind is EventKind.PAYEE_UPDATED:
+        if not event.payee_id or event.payee_status is None:
+            raise PermanentWebhookError("the payee event names no account or status")
+        moved = payout_payees.apply_payee_event(
+            session,
+            provider=event.provider,
+            account_id=event.payee_id,
+            status=event.payee_status,
+            requirements=event.requirements,
+            now=now,
+        )
+        return "processed" if moved else "ignored"
+    if kind in subscription_events.KINDS:
+        return subscription_events.apply(session, event, now=now)
+    # Other events are kept, verified, in the inbox; nothing in Coffer acts on them.
     return "ignored"
+
+
+_PAYOUT_STATUSES = {
+    EventKind.PAYOUT_PROCESSING: "processing",
+    EventKind.PAYOUT_PAID: "paid",
+    EventKind.PAYOUT_FAILED: "failed",
+    EventKind.PAYOUT_CANCELLED: "cancelled",
+    EventKind.PAYOUT_REVERSED: "reversed",
+}
+
+
+def _apply_payout_event(session: Session, event: WebhookEvent, *, now: datetime) -> str:
+    """Settle a payout by its provider's report, forward only (`payouts.settle`)."""
+    payout, other_attempt = payouts.find_for_event(
+        session,
+        provider=event.provider,
+        provider_payout_id=event.payout_id,
+        reference=event.reference,
+    )
+    if other_attempt:
+        return "ignored"  # about an earlier attempt of a payout retried since
+    if payout is None:
+        # Our booking of the provider's answer may not be committed yet: retry.
+        raise RetryableWebhookError(f"no payout {event.payout_id or event.reference} yet")
+    if event.amount is not None and event.amount != payout.payout_amount:
+        raise PermanentWebhookError(
+            f"the event's amount {event.amount} differs from payout {payout.id}'s "
+            f"{payout.payout_amount}"
+        )
+    if event.currency is not None and event.currency.upper() != payout.payout_currency:
+        raise PermanentWebhookError("the event's currency differs from the payout's")
+    before = payout.status
+    settled = payouts.settle(
+        session,
+        payout_id=payout.id,
+        status=_PAYOUT_STATUSES[event.kind],
+        provider_payout_id=event.payout_id,
+        reason=event.failure_reason,
+        now=now,
+    )
+    return "processed" if settled.status != before else "ignored"
 
 
 def _paid_order(session: Session, event: WebhookEvent) -> payments.PaymentOrder:
@@ -326,13 +375,13 @@ def record_failure(session: Session, *, inbox_id: int, error: BaseException, now
     )
 
 
-def due(session: Session, *, now: datetime, limit: int = DUE_BATCH_MAX) -> list[int]:
-    """Events waiting for a retry whose time has come, oldest first."""
+def due(*, now: datetime, limit: int = DUE_BATCH_MAX) -> Select[Any]:
+    """Events waiting for a retry whose time has come, oldest first (ids, for
+    `db.claims.claim`)."""
     assert 0 < limit <= DUE_BATCH_MAX * 10
-    rows = session.execute(
+    return (
         select(inbox.c.id)
         .where(inbox.c.status == "received", inbox.c.next_attempt_at <= now)
         .order_by(inbox.c.next_attempt_at, inbox.c.id)
         .limit(limit)
     )
-    return [r.id for r in rows]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
+from coffer import ledger
 from coffer.api import errors
 from coffer.api.deps import (
     AdminPrincipal,
@@ -20,6 +20,7 @@ from coffer.api.deps import (
 )
 from coffer.api.idempotent import Idempotent
 from coffer.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from coffer.calls import rates as call_rates
 from coffer.calls import service as calls
 from coffer.calls.schemas import (
     CallEnvelope,
@@ -55,7 +56,8 @@ async def start_call(
     shop: ShopDep,
     idem: Idempotent,
 ) -> Response:
-    work = await run_in_threadpool(
+    return await idem.commit(
+        get_writer(request),
         lambda: calls.plan_start_call(
             database,
             shop,
@@ -64,11 +66,10 @@ async def start_call(
             host_id=body.host_id,
             asset=body.asset,
             rate_per_minute=body.rate_per_minute,
-        )
+        ),
+        status_code=201,
+        shape=CallEnvelope.of,
     )
-    unit = idem.unit(work, status_code=201, shape=CallEnvelope.of)
-    response: Response = await get_writer(request).run_async(unit)
-    return response
 
 
 def _call(database: DatabaseDep, call_id: str) -> calls.Call:
@@ -90,13 +91,10 @@ async def extend_call(
     shop: ShopDep,
     idem: Idempotent,
 ) -> Response:
-    def plan() -> object:
+    def plan() -> ledger.Work:
         return calls.plan_extend_call(database, shop, call=_call(database, call_id))
 
-    work = await run_in_threadpool(plan)
-    unit = idem.unit(work, status_code=200, shape=CallEnvelope.of)  # type: ignore[arg-type]
-    response: Response = await get_writer(request).run_async(unit)
-    return response
+    return await idem.commit(get_writer(request), plan, status_code=200, shape=CallEnvelope.of)
 
 
 @router.post(
@@ -114,15 +112,12 @@ async def end_call(
     shop: ShopDep,
     idem: Idempotent,
 ) -> Response:
-    def plan() -> object:
+    def plan() -> ledger.Work:
         return calls.plan_end_call(
             database, shop, call=_call(database, call_id), duration_s=body.duration_s
         )
 
-    work = await run_in_threadpool(plan)
-    unit = idem.unit(work, status_code=200, shape=CallEnvelope.of)  # type: ignore[arg-type]
-    response: Response = await get_writer(request).run_async(unit)
-    return response
+    return await idem.commit(get_writer(request), plan, status_code=200, shape=CallEnvelope.of)
 
 
 @router.get(
@@ -173,14 +168,15 @@ def put_call_rate(
     shop: ShopDep,
 ) -> CallRateOut:
     with database.unit_of_work() as session:
-        rate = calls.set_rate(
+        rate = call_rates.set_rate(
             session,
             shop,
             host_id=body.host_id,
             asset=body.asset,
             rate_per_minute=body.rate_per_minute,
-            actor=principal.scope,
+            actor=principal.id,
             now=clock_of(request)(),
+            reason=body.reason,
         )
     return CallRateOut.of(rate)
 
@@ -190,4 +186,4 @@ def call_rate(
     _: UserPrincipal, database: DatabaseDep, shop: ShopDep, host_id: UserIdFilter = None
 ) -> CallRateOut:
     with database.read() as session:
-        return CallRateOut.of(calls.current_rate(session, shop, host_id=host_id))
+        return CallRateOut.of(call_rates.current_rate(session, shop, host_id=host_id))

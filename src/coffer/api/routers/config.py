@@ -81,6 +81,8 @@ class PlanOut(BaseModel):
     interval: str
     price: int  # minor units of `currency`
     currency: str
+    # A plan priced in DIAMOND is paid from the wallet, one in money through a provider.
+    pay_with: Literal["wallet", "provider"]
 
 
 @router.get("/config/public", summary="Public provider keys, assets and rates")
@@ -157,6 +159,9 @@ async def plans(shop: ShopDep) -> StaticList[PlanOut]:
         "plans",
         shop,
         lambda: StaticList[PlanOut](
-            data=[PlanOut.model_validate(p.model_dump()) for p in shop.plans]
+            data=[
+                PlanOut.model_validate({**p.model_dump(), "pay_with": p.pay_with})
+                for p in shop.plans
+            ]
         ),
     )

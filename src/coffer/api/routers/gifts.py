@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from coffer.api import errors
 from coffer.api.deps import AdminPrincipal, DatabaseDep, ShopDep, UserPrincipal, get_writer
@@ -44,7 +43,8 @@ async def send_gift(
     idem: Idempotent,
 ) -> Response:
     assert principal.user_id is not None
-    work = await run_in_threadpool(
+    return await idem.commit(
+        get_writer(request),
         lambda: gifts.plan_send_gift(
             database,
             shop,
@@ -55,11 +55,10 @@ async def send_gift(
             gift_type=body.gift_type,
             message=body.message,
             call_id=body.call_id,
-        )
+        ),
+        status_code=201,
+        shape=SendGiftOut.of,
     )
-    unit = idem.unit(work, status_code=201, shape=SendGiftOut.of)
-    response: Response = await get_writer(request).run_async(unit)
-    return response
 
 
 def _next(found: list[gifts.Gift], has_more: bool) -> str | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
-from coffer import wallets
+from coffer import kyc, wallets
 from coffer.api import errors
 from coffer.api.deps import (
     AdminPrincipal,
@@ -16,9 +16,12 @@ from coffer.api.deps import (
     ServicePrincipal,
     ShopDep,
     UserPrincipal,
+    clock_of,
 )
-from coffer.auth import USER_ID_LENGTH_MAX, USER_ID_PATTERN
+from coffer.auth import USER_ID_LENGTH_MAX, USER_ID_PATTERN, Principal
 from coffer.db import Database
+from coffer.subscriptions import service as subscriptions
+from coffer.subscriptions.schemas import MeOut
 from coffer.wallets.schemas import (
     AgencyIn,
     AgencyOut,
@@ -40,13 +43,14 @@ AgencyIdPath = Annotated[str, Path(pattern=AGENCY_ID_PATTERN, max_length=USER_ID
     responses=errors.responses(*errors.WITH_BODY, 404),
 )
 def put_user(
-    user_id: UserIdPath, body: UserIn, _: ServicePrincipal, database: DatabaseDep
+    user_id: UserIdPath, body: UserIn, principal: ServicePrincipal, database: DatabaseDep
 ) -> UserOut:
     with database.unit_of_work() as session:
         user = wallets.put_user(
             session, user_id, display_name=body.display_name, agency_id=body.agency_id
         )
-    return UserOut.of(user)
+        status = kyc.kyc_status(session, user_id)
+    return UserOut.of(user, kyc_status=status, admin=principal.is_admin)
 
 
 @router.get(
@@ -54,15 +58,18 @@ def put_user(
     summary="A user with balances (the user's own token, or a service or admin key)",
 )
 def get_user(
-    user_id: UserIdPath, _: SelfOrServicePrincipal, database: DatabaseDep
+    user_id: UserIdPath, principal: SelfOrServicePrincipal, database: DatabaseDep
 ) -> UserWithBalancesOut:
-    return _with_balances(database, user_id)
+    return _with_balances(database, user_id, principal)
 
 
-@router.get("/me", summary="The calling user with balances (user token)")
-def me(principal: UserPrincipal, database: DatabaseDep) -> UserWithBalancesOut:
+@router.get("/me", summary="The calling user with balances and premium access (user token)")
+def me(request: Request, principal: UserPrincipal, database: DatabaseDep) -> MeOut:
     assert principal.user_id is not None
-    return _with_balances(database, principal.user_id)
+    user = _with_balances(database, principal.user_id, principal)
+    with database.read() as session:
+        premium = subscriptions.is_premium(session, principal.user_id, now=clock_of(request)())
+    return MeOut(**user.model_dump(), is_premium=premium)
 
 
 @router.put(
@@ -73,7 +80,7 @@ def me(principal: UserPrincipal, database: DatabaseDep) -> UserWithBalancesOut:
 def put_agency(
     agency_id: AgencyIdPath,
     body: AgencyIn,
-    _: AdminPrincipal,
+    principal: AdminPrincipal,
     database: DatabaseDep,
     shop: ShopDep,
 ) -> AgencyOut:
@@ -84,18 +91,22 @@ def put_agency(
             name=body.name,
             commission_bps=body.commission_bps,
             platform_fee_bps=shop.split.platform_fee_bps,
+            actor=principal.id,
         )
     return AgencyOut.of(agency)
 
 
-def _with_balances(database: Database, user_id: str) -> UserWithBalancesOut:
+def _with_balances(database: Database, user_id: str, principal: Principal) -> UserWithBalancesOut:
     # Users come into being on first reference, but a read should not take SQLite's write
     # lock every time: read first, and write only for a user seen for the first time.
     with database.read() as session:
         user = wallets.find_user(session, user_id)
         balances = wallets.account_balances(session, user_id) if user else []
+        status = kyc.kyc_status(session, user_id)
     if user is None:
         with database.unit_of_work() as session:
             user = wallets.ensure_user(session, user_id)
             balances = wallets.account_balances(session, user_id)
-    return UserWithBalancesOut.of_balances(user, balances)
+    return UserWithBalancesOut.of_balances(
+        user, balances, kyc_status=status, admin=principal.is_admin
+    )

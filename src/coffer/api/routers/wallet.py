@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from coffer import ledger
 from coffer.api import errors
@@ -284,10 +283,12 @@ async def verify(
             balance=AccountsOut.of(user_id, history.user_accounts(session, user_id)),
         )
 
-    work = (await run_in_threadpool(plan)).then(answer)
-    unit = idem.unit(work, status_code=200, shape=lambda verified: verified)
-    response: Response = await get_writer(request).run_async(unit)
-    return response
+    return await idem.commit(
+        get_writer(request),
+        lambda: plan().then(answer),
+        status_code=200,
+        shape=lambda verified: verified,
+    )
 
 
 @router.get("/payment-orders", summary="The caller's payment orders, newest first")
