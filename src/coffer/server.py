@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import MetaData
 
 import coffer
-from coffer import auth, events, ledger, wallets
+from coffer import auth, events, ledger, wallets, web
 from coffer.api.app import create_app
 from coffer.calls import tasks as call_tasks
 from coffer.config import Settings
@@ -297,6 +297,7 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
         providers=Providers.from_settings(settings, mock_webhook_secret=mock_secret),
         hub=hub,
     )
+    web.install(app)  # the operator console at /console, beside the API
     return Coffer(
         settings=settings,
         database=database,

@@ -22,6 +22,7 @@ from coffer.auth.repository import ApiKey
 from coffer.auth.service import (
     NewApiKey,
     create_api_key,
+    is_active_admin_key,
     issue_first_admin_key,
     jwt_secret,
     list_api_keys,
@@ -53,6 +54,7 @@ __all__ = [
     "Role",
     "create_api_key",
     "ensure_acts_for",
+    "is_active_admin_key",
     "is_user_id",
     "issue_first_admin_key",
     "jwt_secret",

@@ -82,6 +82,13 @@ def find_active_key(session: Session, key: str) -> ApiKey | None:
     return found
 
 
+def is_active_admin_key(session: Session, key_id: str) -> bool:
+    """Whether `key_id` names an admin key that is not revoked (a console session is bound to
+    one, and ends when the key is revoked)."""
+    found = repo.get_key(session.connection(), key_id)
+    return found is not None and found.active and found.role == "admin"
+
+
 def record_key_use(session: Session, key_id: str, *, now: datetime | None = None) -> None:
     now = now or utc_now()
     repo.touch_key(

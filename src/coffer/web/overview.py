@@ -1,0 +1,149 @@
+"""The overview's figures, read through the same list and stats functions the admin API uses.
+
+Counts are of bounded pages (`COUNT_MAX`): a queue of 500 or more shows as "500+", which is
+all an operator needs from a tile, and no tile scans a table. The payment chart covers the last
+`CHART_DAYS` days, grouped by day here from the payment orders of that range (at most
+`CHART_ORDERS_MAX` of them, newest first; the chart says when it was cut short).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from coffer import alerts, ledger, outbound
+from coffer.db import Database
+from coffer.gifts import service as gifts
+from coffer.kyc import service as kyc
+from coffer.payments import service as payments
+from coffer.payouts import service as payouts
+from coffer.wallets.service import PLATFORM_OWNER_ID
+
+COUNT_MAX = 500
+CHART_DAYS = 30
+CHART_ORDERS_MAX = 5_000
+_PAGE_MAX = 500
+SETTLED = ("succeeded", "partially_refunded", "refunded", "disputed")
+
+
+def _count(lister: Callable[..., tuple[list[Any], bool]], session: Session, **filters: Any) -> str:
+    found, has_more = lister(session, limit=COUNT_MAX, **filters)
+    return f"{len(found)}+" if has_more else str(len(found))
+
+
+@dataclass
+class Tiles:
+    topups_count: int = 0
+    topups_volume: dict[str, int] = field(default_factory=dict)
+    gifts_count: int = 0
+    gifts_diamonds: int = 0
+    diamonds_in_circulation: int = 0
+    payouts_pending: str = "0"
+    payouts_failed: str = "0"
+    kyc_submitted: str = "0"
+    endpoints_enabled: int = 0
+    endpoints_disabled: int = 0
+    deliveries_failed: str = "0"
+    deliveries_pending: str = "0"
+    open_alerts: list[alerts.Alert] = field(default_factory=list)
+    as_of: datetime | None = None
+
+
+@dataclass
+class Chart:
+    days: list[str]
+    volume: dict[str, list[int]]
+    succeeded: list[int]
+    failed: list[int]
+    success_rate: list[float | None]
+    truncated: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "days": self.days,
+            "volume": self.volume,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "success_rate": self.success_rate,
+        }
+
+
+def _diamonds_in_circulation(session: Session) -> int:
+    """Diamonds issued less diamonds retired: what the issuance account has let out."""
+    for account in ledger.accounts_of_owner(
+        session, owner_type="system", owner_id=PLATFORM_OWNER_ID
+    ):
+        if account.kind == "issuance" and account.asset == "DIAMOND":
+            return -account.balance
+    return 0
+
+
+def tiles(database: Database, *, now: datetime) -> Tiles:
+    since = now - timedelta(days=CHART_DAYS)
+    made = Tiles(as_of=now)
+    with database.read() as session:
+        chart_orders, _ = _orders_since(session, since)
+        for order in chart_orders:
+            if order.status in SETTLED and order.purpose == "topup":
+                made.topups_count += 1
+                made.topups_volume[order.currency] = (
+                    made.topups_volume.get(order.currency, 0) + order.amount
+                )
+        stats = gifts.gift_stats(session, created_from=since)
+        made.gifts_count, made.gifts_diamonds = stats.count, stats.diamonds
+        made.diamonds_in_circulation = _diamonds_in_circulation(session)
+        made.payouts_pending = _count(payouts.list_payouts, session, status="pending")
+        made.payouts_failed = _count(payouts.list_payouts, session, status="failed")
+        made.kyc_submitted = _count(kyc.list_kyc, session, status="submitted")
+        endpoints, _ = outbound.list_endpoints(session, limit=_PAGE_MAX, before=None, status=None)
+        made.endpoints_enabled = sum(1 for e in endpoints if e.status == "enabled")
+        made.endpoints_disabled = len(endpoints) - made.endpoints_enabled
+        made.deliveries_failed = _count(outbound.list_deliveries, session, status="failed")
+        made.deliveries_pending = _count(outbound.list_deliveries, session, status="pending")
+        raised, _ = alerts.list_alerts(session, limit=_PAGE_MAX)
+        made.open_alerts = [a for a in raised if a.resolved_at is None]
+    return made
+
+
+def _orders_since(session: Session, since: datetime) -> tuple[list[payments.PaymentOrder], bool]:
+    found: list[payments.PaymentOrder] = []
+    before = None
+    while len(found) < CHART_ORDERS_MAX:
+        page, has_more = payments.list_orders(
+            session, limit=_PAGE_MAX, before=before, created_from=since
+        )
+        found.extend(page)
+        if not has_more:
+            return found, False
+        before = (page[-1].created_at, page[-1].id)
+    return found, True
+
+
+def chart(database: Database, *, now: datetime) -> Chart:
+    """Per day of the last CHART_DAYS: orders paid and failed, volume by currency, the rate."""
+    start = (now - timedelta(days=CHART_DAYS - 1)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    days = [(start + timedelta(days=i)).date().isoformat() for i in range(CHART_DAYS)]
+    index = {day: i for i, day in enumerate(days)}
+    succeeded, failed = [0] * CHART_DAYS, [0] * CHART_DAYS
+    volume: dict[str, list[int]] = {}
+    with database.read() as session:
+        orders, truncated = _orders_since(session, start)
+    for order in orders:
+        i = index.get(order.created_at.date().isoformat())
+        if i is None:
+            continue
+        if order.status in SETTLED:
+            succeeded[i] += 1
+            volume.setdefault(order.currency, [0] * CHART_DAYS)[i] += order.amount
+        elif order.status in ("failed", "cancelled"):
+            failed[i] += 1
+    rate: list[float | None] = [
+        round(s / (s + f), 4) if s + f else None for s, f in zip(succeeded, failed, strict=True)
+    ]
+    return Chart(days, volume, succeeded, failed, rate, truncated)
