@@ -23,7 +23,7 @@ from coffer.web.render import STATIC_DIR
 PREFIX = "/console"
 STATIC_PATH = f"{PREFIX}/static"
 
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 for module in (
     routes_auth,
     routes_overview,
@@ -32,7 +32,7 @@ for module in (
     routes_ops,
     routes_webhooks,
 ):
-    router.include_router(module.router)
+    router.include_router(module.router, prefix=PREFIX)
 
 
 def install(app: FastAPI) -> None:

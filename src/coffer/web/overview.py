@@ -102,8 +102,12 @@ def tiles(database: Database, *, now: datetime) -> Tiles:
         endpoints, _ = outbound.list_endpoints(session, limit=_PAGE_MAX, before=None, status=None)
         made.endpoints_enabled = sum(1 for e in endpoints if e.status == "enabled")
         made.endpoints_disabled = len(endpoints) - made.endpoints_enabled
-        made.deliveries_failed = _count(outbound.list_deliveries, session, status="failed")
-        made.deliveries_pending = _count(outbound.list_deliveries, session, status="pending")
+        made.deliveries_failed = _count(
+            outbound.list_deliveries, session, before=None, endpoint_id=None, status="failed"
+        )
+        made.deliveries_pending = _count(
+            outbound.list_deliveries, session, before=None, endpoint_id=None, status="pending"
+        )
         raised, _ = alerts.list_alerts(session, limit=_PAGE_MAX)
         made.open_alerts = [a for a in raised if a.resolved_at is None]
     return made
