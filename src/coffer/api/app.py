@@ -13,6 +13,8 @@ from coffer.api.routers import admin_audit as admin_audit_routes
 from coffer.api.routers import admin_disputes as admin_dispute_routes
 from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
+from coffer.api.routers import admin_stats as admin_stats_routes
+from coffer.api.routers import admin_transactions as admin_transaction_routes
 from coffer.api.routers import admin_users as admin_user_routes
 from coffer.api.routers import admin_webhooks as admin_webhook_routes
 from coffer.api.routers import auth as auth_routes
@@ -73,6 +75,8 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
     app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_transaction_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_stats_routes.router, prefix=API_PREFIX)
     app.include_router(admin_dispute_routes.router, prefix=API_PREFIX)
     app.include_router(kyc_routes.router, prefix=API_PREFIX)
     app.include_router(admin_user_routes.router, prefix=API_PREFIX)
