@@ -1,43 +1,24 @@
-"""`coffer demo`: a scripted tour of the whole product, through the real HTTP API.
-
-On a fresh database it makes users and an agency, tops up through the sandbox provider, sends
-gifts with their commission split, bills a call, funds and releases an escrow, pays out a host's
-earnings, refunds an order with its clawback, sells a subscription, reads the audit trail and
-verifies the books. Every request goes through the app a user hits (authentication,
-Idempotency-Keys, the writer), over Starlette's in-process ASGI client, and every step checks
-its figures against the rates the server publishes. The first step that fails stops the tour
-and names itself; the caller turns that into the exit status.
-"""
+"""The tour's steps, in order: each makes its requests, checks its figures against the rates
+the server publishes, and returns the lines it prints."""
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 import time
-import uuid
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from coffer import auth
-from coffer.api.app import API_PREFIX
-from coffer.config import Settings
-from coffer.server import Coffer, build
-
-__all__ = ["StepFailed", "TourResult", "run_demo"]
+from coffer.demo.caller import BPS, Caller, Json, StepFailed, expect, split_of
 
 Echo = Callable[[str], None]
-Json = dict[str, Any]
 
-BPS = 10_000
-TOKEN_TTL_S = 3_600
 PAYOUT_WAIT_S = 5.0  # the sandbox pays at once; a real server's answer may lag a moment
 PAYOUT_POLL_S = 0.05
 AUDIT_LIMIT = 100
-# What the tour spends from alice's wallet: gifts, one call's holds, one month of premium.
+# The tour's figures: alice's top-up (5000 + 2000 bonus) covers the gifts, the call's holds and
+# a month of premium, and host1's share of the gifts covers the payout (at least 1000).
+COMMISSION_BPS = 1_000  # star agency's own 10 %
 GIFT_DIAMONDS = 4_000
 CALL_RATE_PER_MINUTE = 60
 CALL_DURATION_S = 95
@@ -65,10 +46,6 @@ BANK = {
 }
 
 
-class StepFailed(Exception):
-    """A step's request was refused, or a figure was not what the step expected."""
-
-
 @dataclass(frozen=True)
 class TourResult:
     ok: bool
@@ -77,35 +54,16 @@ class TourResult:
     reason: str | None = None
 
 
-def split_of(amount: int, *, commission_bps: int, fee_bps: int) -> tuple[int, int, int]:
-    """(host, agency, platform): both shares of the whole, floored; the host takes the rest."""
-    agency = amount * commission_bps // BPS
-    platform = amount * fee_bps // BPS
-    return amount - agency - platform, agency, platform
-
-
-def expect(label: str, actual: object, expected: object) -> None:
-    if actual != expected:
-        raise StepFailed(f"{label} is {actual!r}, expected {expected!r}")
-
-
-class Tour:
+class Tour(Caller):
     """The steps, in order, against one client; each returns the lines it prints."""
 
     def __init__(self, client: httpx.Client, *, admin_key: str, service_key: str) -> None:
-        self.client = client
-        self.admin = admin_key
-        self.service = service_key
-        self.run_id = uuid.uuid4().hex[:8]  # Idempotency-Keys of this run's own
-        self.tokens: dict[str, str] = {}
-        self.scales: dict[str, int] = {}
+        super().__init__(client, admin_key=admin_key, service_key=service_key)
         self.rates: Json = {}
-        self.commission_bps = 1_000
+        self.commission_bps = COMMISSION_BPS
         self.gifts_sent: list[int] = []
         self.gift_bodies: list[Json] = []
         self.gift_answers: list[Json] = []
-        self.orders: list[str] = []
-        self.refunded_order: Json = {}
 
     def steps(self) -> list[tuple[str, Callable[[], list[str]]]]:
         return [
@@ -135,65 +93,6 @@ class Tour:
                 echo(f"    {line}")
             passed += 1
         return TourResult(True, passed)
-
-    # -- HTTP ------------------------------------------------------------------------------
-
-    def http(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        body: Json | None = None,
-        key: str | None = None,
-        params: Json | None = None,
-    ) -> Json:
-        """One request; anything but a 2xx is the step's failure, with the server's reason."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if key is not None:
-            headers["Idempotency-Key"] = f"demo-{self.run_id}-{key}"
-        response = self.client.request(method, path, json=body, headers=headers, params=params)
-        if not response.is_success:
-            raise StepFailed(f"{method} {path} answered {response.status_code}: {_reason(response)}")
-        found: Json = response.json()
-        return found
-
-    def user(self, user_id: str) -> str:
-        """The user's token, minted once through POST /auth/token with the service key."""
-        if user_id not in self.tokens:
-            body = {"user_id": user_id, "ttl_s": TOKEN_TTL_S}
-            self.tokens[user_id] = self.http(
-                "POST", "/auth/token", token=self.service, body=body
-            )["token"]
-        return self.tokens[user_id]
-
-    def account(self, user_id: str, kind: str, asset: str = "DIAMOND") -> Json:
-        found = self.http("GET", "/wallet/balance", token=self.user(user_id))["accounts"]
-        for row in found:
-            if (row["kind"], row["asset"]) == (kind, asset):
-                return dict(row)
-        return {"kind": kind, "asset": asset, "posted": 0, "pending_out": 0, "available": 0}
-
-    def posted(self, user_id: str, kind: str = "wallet", asset: str = "DIAMOND") -> int:
-        return int(self.account(user_id, kind, asset)["posted"])
-
-    def money(self, amount: int, currency: str) -> str:
-        scale = self.scales.get(currency, 0)
-        if currency == "DIAMOND" or scale == 0:
-            return f"{amount} {'diamonds' if currency == 'DIAMOND' else currency}"
-        return f"{currency} {amount // 10**scale}.{amount % 10**scale:0{scale}d}"
-
-    def buy(self, user_id: str, body: Json, key: str) -> tuple[Json, Json]:
-        """A top-up order, then the client's confirmation: (the order, verify's answer)."""
-        token = self.user(user_id)
-        order = self.http("POST", "/wallet/topup", token=token, body=body, key=key)["order"]
-        confirm = {"order_id": order["id"], **order["checkout"]}
-        verified = self.http("POST", "/wallet/verify", token=token, body=confirm)
-        expect(f"order {order['id']} status", verified["order"]["status"], "succeeded")
-        self.orders.append(order["id"])
-        return order, verified
-
-    # -- the steps -------------------------------------------------------------------------
 
     def users(self) -> list[str]:
         public = self.http("GET", "/config/public")
@@ -261,11 +160,9 @@ class Tour:
             host, agency, platform = split_of(
                 diamonds, commission_bps=self.commission_bps, fee_bps=fee_bps
             )
-            expect("host + agency + platform", gift["host_amount"] + gift["agency_amount"]
-                   + gift["platform_amount"], diamonds)  # fmt: skip
-            expect("the split (host, agency, platform)",
-                   (gift["host_amount"], gift["agency_amount"], gift["platform_amount"]),
-                   (host, agency, platform))  # fmt: skip
+            shares = (gift["host_amount"], gift["agency_amount"], gift["platform_amount"])
+            expect("host + agency + platform", sum(shares), diamonds)
+            expect("the split (host, agency, platform)", shares, (host, agency, platform))
             expect("sender_balance", answer["sender_balance"], wallet_before - diamonds)
             expect("alice's wallet", self.posted("alice"), wallet_before - diamonds)
             expect("host1's earnings", self.posted("host1", "earnings"), earnings_before + host)
@@ -289,8 +186,8 @@ class Tour:
             },
         )
         expect("the replay's status", replay.status_code, 201)
-        expect("the replay's Idempotent-Replayed header",
-               replay.headers.get("Idempotent-Replayed"), "true")  # fmt: skip
+        replayed = replay.headers.get("Idempotent-Replayed")
+        expect("the replay's Idempotent-Replayed header", replayed, "true")
         expect("the replay's gift id", replay.json()["gift"]["id"], first["gift"]["id"])
         expect("alice's wallet after the replay", self.posted("alice"), wallet_now)
         lines.append("the first gift sent again with its Idempotency-Key: replayed, nothing moved")
@@ -333,9 +230,9 @@ class Tour:
         )
         expect("the call's status", ended["status"], "ended")
         expect("the call's cost", ended["cost"], cost)
-        expect("the split (host, agency, platform)",
-               (ended["host_amount"], ended["agency_amount"], ended["platform_amount"]),
-               (host, agency, platform))  # fmt: skip
+        shares = (ended["host_amount"], ended["agency_amount"], ended["platform_amount"])
+        expect("host + agency + platform", sum(shares), cost)
+        expect("the split (host, agency, platform)", shares, (host, agency, platform))
         after = self.account("alice", "wallet")
         expect("alice's wallet", after["posted"], alice_before["posted"] - cost)
         expect("alice's held diamonds after the call", after["pending_out"], 0)
@@ -435,7 +332,6 @@ class Tour:
         expect("the order's status", refunded["order"]["status"], "partially_refunded")
         after = self.posted("alice")
         expect("alice's wallet", after, before + bought - clawback)
-        self.refunded_order = refunded["order"]
         return [
             f"alice buys {bought} diamonds for {self.money(order['amount'], order['currency'])}; "
             f"wallet {before} -> {before + bought}",
@@ -463,9 +359,9 @@ class Tour:
         ]
 
     def audit(self) -> list[str]:
-        log = self.http(
-            "GET", "/admin/audit-log", token=self.admin, params={"limit": AUDIT_LIMIT}
-        )["data"]
+        log = self.http("GET", "/admin/audit-log", token=self.admin, params={"limit": AUDIT_LIMIT})[
+            "data"
+        ]
         actions = sorted({entry["action"] for entry in log})
         for wanted in ("agency.put", "call_rate.set", "kyc.approve", "payment.refund"):
             if wanted not in actions:
@@ -504,91 +400,3 @@ class Tour:
         ]
         lines += [f"ok {check['invariant']}. {check['name']}" for check in report["checks"]]
         return lines
-
-
-def run_demo(
-    settings: Settings,
-    *,
-    database_url: str | None,
-    echo: Echo,
-    serve: bool = False,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-) -> int:
-    """The tour on `database_url` (default: a temporary SQLite file, removed at the end); 0 when
-    every step and the final verify passed, else 1. With `serve`, then serve that database."""
-    with _database(database_url) as (url, where):
-        coffer = build(settings.model_copy(update={"database_url": url}), first_admin_key=False)
-        try:
-            with coffer.database.unit_of_work() as session:
-                admin = auth.create_api_key(session, role="admin", label="coffer demo")
-                service = auth.create_api_key(session, role="service", label="coffer demo")
-            echo(f"coffer demo: the whole product through its HTTP API, on {where}")
-            with _client(coffer) as client:
-                tour = Tour(client, admin_key=admin.key, service_key=service.key)
-                result = tour.run(echo)
-            if not result.ok:
-                echo(f"the demo FAILED at step {result.failed_step}: {result.reason}")
-                return 1
-            echo(f"all {result.steps_passed} steps passed; the books verify")
-            if serve:
-                _serve(coffer, admin_key=admin.key, host=host, port=port, echo=echo)
-            return 0
-        finally:
-            coffer.close()
-
-
-@contextlib.contextmanager
-def _database(database_url: str | None) -> Iterator[tuple[str, str]]:
-    """(the URL, how to name it): the one given, or a temporary SQLite file removed after."""
-    if database_url:
-        yield database_url, "the database given"
-        return
-    with tempfile.TemporaryDirectory(prefix="coffer-demo-") as scratch:
-        path = f"{scratch}/demo.db"
-        yield f"sqlite:///{path}", f"a temporary SQLite database ({path})"
-
-
-@contextlib.contextmanager
-def _client(coffer: Coffer) -> Iterator[httpx.Client]:
-    """Starlette's TestClient: the real app over ASGI, in this process, with no socket."""
-    with warnings.catch_warnings():
-        # It prefers the httpx2 fork; the pinned httpx works and is what Coffer ships.
-        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-        from fastapi.testclient import TestClient
-    base_url = f"http://coffer-demo{API_PREFIX}"
-    with TestClient(coffer.app, base_url=base_url, client=("127.0.0.1", 50_000)) as client:
-        yield client
-
-
-def _serve(coffer: Coffer, *, admin_key: str, host: str, port: int, echo: Echo) -> None:
-    """Leave the app up on the tour's database, with its background jobs, until Ctrl-C."""
-    import uvicorn
-
-    base = f"http://{host}:{port}"
-    echo("")
-    echo(f"serving the demo's database at {base} (API {base}{API_PREFIX}, docs {base}/docs)")
-    echo("admin key (for the console and /api/v1/admin/*):")
-    echo(admin_key)
-    echo("Ctrl-C stops it")
-    background = coffer.background().start()
-    try:
-        uvicorn.run(
-            coffer.app,
-            host=host,
-            port=port,
-            log_level=coffer.settings.log_level,
-            access_log=False,
-            proxy_headers=False,
-        )
-    finally:
-        background.stop()
-
-
-def _reason(response: httpx.Response) -> str:
-    """The error's code and message (API.md's one shape), or the start of the body."""
-    try:
-        error = response.json()["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
