@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
+from coffer import auth
 from coffer.cli import app
 from coffer.db import Database
 
@@ -67,6 +68,9 @@ def test_the_tour_runs_on_the_database_given_and_only_a_fresh_one(db: Database) 
     status, output = run("--database-url", url)
     assert status == 0, output
     assert "on the database given" in output and "the books verify" in output
+    with db.read() as session:  # the tour's keys did not outlive it
+        keys = auth.list_api_keys(session, limit=10)
+    assert len(keys) == 2 and all(key.revoked_at is not None for key in keys), keys
     again, output = run("--database-url", url)  # its figures would not be the tour's own
     assert again == 1, output
     assert " 1. users and an agency: FAILED" in output

@@ -15,6 +15,8 @@ from coffer.config import Settings
 from coffer.demo.tour import Echo, Tour
 from coffer.server import Coffer, build
 
+KEY_LABEL = "coffer demo"
+
 
 def run_demo(
     settings: Settings,
@@ -31,21 +33,50 @@ def run_demo(
         coffer = build(settings.model_copy(update={"database_url": url}), first_admin_key=False)
         try:
             with coffer.database.unit_of_work() as session:
-                admin = auth.create_api_key(session, role="admin", label="coffer demo")
-                service = auth.create_api_key(session, role="service", label="coffer demo")
-            echo(f"coffer demo: the whole product through its HTTP API, on {where}")
-            with _client(coffer) as client:
-                tour = Tour(client, admin_key=admin.key, service_key=service.key)
-                result = tour.run(echo)
-            if not result.ok:
-                echo(f"the demo FAILED at step {result.failed_step}: {result.reason}")
-                return 1
-            echo(f"all {result.steps_passed} steps passed; the books verify")
-            if serve:
-                _serve(coffer, admin_key=admin.key, host=host, port=port, echo=echo)
-            return 0
+                admin = auth.create_api_key(session, role="admin", label=KEY_LABEL)
+                service = auth.create_api_key(session, role="service", label=KEY_LABEL)
+            try:
+                return _tour(
+                    coffer,
+                    admin.key,
+                    service.key,
+                    where=where,
+                    echo=echo,
+                    serve=serve,
+                    host=host,
+                    port=port,
+                )
+            finally:
+                # The tour's keys do not outlive it: a database given keeps no admin key
+                # that nobody was shown (with --serve, they last until the server stops).
+                with coffer.database.unit_of_work() as session:
+                    for made in (admin, service):
+                        auth.revoke_api_key(session, made.record.id)
         finally:
             coffer.close()
+
+
+def _tour(
+    coffer: Coffer,
+    admin_key: str,
+    service_key: str,
+    *,
+    where: str,
+    echo: Echo,
+    serve: bool,
+    host: str,
+    port: int,
+) -> int:
+    echo(f"coffer demo: the whole product through its HTTP API, on {where}")
+    with _client(coffer) as client:
+        result = Tour(client, admin_key=admin_key, service_key=service_key).run(echo)
+    if not result.ok:
+        echo(f"the demo FAILED at step {result.failed_step}: {result.reason}")
+        return 1
+    echo(f"all {result.steps_passed} steps passed; the books verify")
+    if serve:
+        _serve(coffer, admin_key=admin_key, host=host, port=port, echo=echo)
+    return 0
 
 
 @contextlib.contextmanager
