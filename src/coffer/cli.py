@@ -415,6 +415,43 @@ def token(
     typer.echo(issued.token)
 
 
+@app.command()
+def demo(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="run on this database instead of a temporary SQLite file (it must be fresh)",
+            show_default=False,
+        ),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="after the tour, serve its database until Ctrl-C")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="--serve: overrides COFFER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="--serve: overrides COFFER_PORT")] = None,
+) -> None:
+    """A scripted tour through the HTTP API on a fresh database: users, a top-up, gifts, a call,
+    an escrow, a payout, a refund, a subscription, the audit; exit status 1 if a step fails."""
+    from coffer.demo import run_demo
+
+    # Never COFFER_DATABASE_URL: the tour writes users and money, so it runs where it is told.
+    settings = _settings()
+    try:
+        status = run_demo(
+            settings,
+            database_url=database_url,
+            echo=typer.echo,
+            serve=serve,
+            host=host or settings.host,
+            port=port or settings.port,
+        )
+    except ConfigError as exc:
+        typer.echo(f"coffer: refusing to start:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(status)
+
+
 tasks_app = typer.Typer(help="The background jobs `coffer serve` runs on a schedule.")
 app.add_typer(tasks_app, name="tasks")
 
