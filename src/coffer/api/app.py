@@ -51,7 +51,7 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     # Before routing: no control character reaches a route, a log line or the database.
     app.add_middleware(RefuseControlCharacters)
     # Added last, so outermost of Coffer's own: it counts the refusals above too.
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestMetrics, prefix=API_PREFIX)
 
     health = APIRouter(tags=["health"], responses=errors.responses(*errors.ANY, 503))
 

@@ -5,7 +5,9 @@ Per HTTP request it counts `coffer_http_requests_total{route,method,status}` and
 route is the matched route's template, read from the scope once the app has answered (the
 router puts the route there); a request that matched none, or was refused before routing (a
 control character, an oversized body), is `metrics.UNMATCHED_ROUTE`. So the label set is bounded
-by the routes Coffer has, whatever paths clients send.
+by the routes Coffer has, whatever paths clients send. FastAPI puts the route as its router
+declared it there, without the prefix it was included under (`/healthz` is included at the root
+and under `/api/v1`): the request's path says which, and the prefix is put back in front.
 
 Cost, on the request stack that bench/README.md measured: no BaseHTTPMiddleware (its extra task
 and stream per request), no thread hop; one wrapped `send`, two clock reads, one dict lookup for
@@ -32,8 +34,10 @@ CHILDREN_MAX = 4_096
 class RequestMetrics:
     """The ASGI middleware (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, prefix: str = "") -> None:
+        assert not prefix.endswith("/")
         self.app = app
+        self._prefix = prefix
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -55,8 +59,7 @@ class RequestMetrics:
             self._observe(scope, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, elapsed_s: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or metrics.UNMATCHED_ROUTE
+        template = self._template(scope)
         method = metrics.method_label(scope.get("method", ""))
         key = (template, method, status)
         children = self._children.get(key)
@@ -70,6 +73,19 @@ class RequestMetrics:
         counter, histogram = children
         counter.inc()
         histogram.observe(elapsed_s)
+
+    def _template(self, scope: Scope) -> str:
+        path_format = getattr(scope.get("route"), "path_format", None)
+        if not isinstance(path_format, str):
+            return metrics.UNMATCHED_ROUTE
+        prefix = self._prefix
+        if (
+            prefix
+            and not path_format.startswith(prefix + "/")
+            and scope.get("path", "").startswith(prefix + "/")
+        ):
+            return prefix + path_format
+        return path_format
 
 
 __all__ = ["RequestMetrics"]
