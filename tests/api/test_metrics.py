@@ -165,9 +165,9 @@ def test_delivery_failure_reasons_are_bounded() -> None:
     assert reason(status_code=None, error="timed out (ReadTimeout)") == "timeout"
     assert reason(status_code=None, error="refused: private address") == "refused"
     assert reason(status_code=None, error="ConnectError: boom") == "network"
-    assert {
-        reason(status_code=code, error=None) for code in range(100, 1000)
-    } <= set(metrics.DELIVERY_FAILURE_REASONS)
+    assert {reason(status_code=code, error=None) for code in range(100, 1000)} <= set(
+        metrics.DELIVERY_FAILURE_REASONS
+    )
 
 
 def test_a_second_app_in_the_process_registers_nothing_twice(api: Api) -> None:
