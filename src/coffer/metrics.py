@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram, disable_created_metrics
 
 # No `_created` series beside every counter and histogram: they double the exposition, and
 # Prometheus does not need them to compute rates.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 # What a request's method label may be; anything else is "OTHER" (methods are client-chosen).
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
