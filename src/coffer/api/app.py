@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 from coffer import __version__
 from coffer.api import errors
 from coffer.api.inputs import RefuseControlCharacters
+from coffer.api.metrics import RequestMetrics
 from coffer.api.routers import admin_audit as admin_audit_routes
 from coffer.api.routers import admin_disputes as admin_dispute_routes
 from coffer.api.routers import admin_ledger as admin_ledger_routes
@@ -24,6 +25,7 @@ from coffer.api.routers import escrows as escrow_routes
 from coffer.api.routers import events as event_routes
 from coffer.api.routers import gifts as gift_routes
 from coffer.api.routers import kyc as kyc_routes
+from coffer.api.routers import metrics as metrics_routes
 from coffer.api.routers import payouts as payout_routes
 from coffer.api.routers import streams as stream_routes
 from coffer.api.routers import subscriptions as subscription_routes
@@ -50,6 +52,8 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     errors.install(app)
     # Before routing: no control character reaches a route, a log line or the database.
     app.add_middleware(RefuseControlCharacters)
+    # Added last, so outermost of Coffer's own: it counts the refusals above too.
+    app.add_middleware(RequestMetrics, prefix=API_PREFIX)
 
     health = APIRouter(tags=["health"], responses=errors.responses(*errors.ANY, 503))
 
@@ -60,6 +64,9 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
         return {"status": "ok", "database": database.dialect}
 
     app.include_router(health)
+    # Where a Prometheus scrape config looks by default, and beside the rest of the API.
+    app.include_router(metrics_routes.router)
+    app.include_router(metrics_routes.router, prefix=API_PREFIX)
     app.include_router(health, prefix=API_PREFIX)
     app.include_router(auth_routes.router, prefix=API_PREFIX)
     app.include_router(user_routes.router, prefix=API_PREFIX)
