@@ -6,7 +6,10 @@ import contextlib
 import enum
 import gc
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -64,6 +67,30 @@ def serve(
     ] = 1,
 ) -> None:
     """Migrate the database, then serve the API (default http://127.0.0.1:8000)."""
+    with _metrics_dir(workers):
+        _serve(host=host, port=port, database_url=database_url, workers=workers)
+
+
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for this server's processes
+    (unless the operator set one), made before prometheus_client is first imported (it picks
+    its multiprocess mode then) and removed when the server stops, so one server's figures
+    never leak into the next. The workers inherit it; GET /metrics adds their files up."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    assert "prometheus_client" not in sys.modules, "imported before its mode was chosen"
+    path = tempfile.mkdtemp(prefix="coffer-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _serve(*, host: str | None, port: int | None, database_url: str | None, workers: int) -> None:
     import uvicorn
 
     from coffer.server import build, configure_logging, share_with_workers
@@ -413,6 +440,43 @@ def token(
         raise _refuse(exc) from exc
     typer.echo(f"expires at {rfc3339(issued.expires_at)}", err=True)
     typer.echo(issued.token)
+
+
+@app.command()
+def demo(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="run on this database instead of a temporary SQLite file (it must be fresh)",
+            show_default=False,
+        ),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="after the tour, serve its database until Ctrl-C")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="--serve: overrides COFFER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="--serve: overrides COFFER_PORT")] = None,
+) -> None:
+    """A scripted tour through the HTTP API on a fresh database: users, a top-up, gifts, a call,
+    an escrow, a payout, a refund, a subscription, the audit; exit status 1 if a step fails."""
+    from coffer.demo import run_demo
+
+    # Never COFFER_DATABASE_URL: the tour writes users and money, so it runs where it is told.
+    settings = _settings()
+    try:
+        status = run_demo(
+            settings,
+            database_url=database_url,
+            echo=typer.echo,
+            serve=serve,
+            host=host or settings.host,
+            port=port or settings.port,
+        )
+    except ConfigError as exc:
+        typer.echo(f"coffer: refusing to start:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(status)
 
 
 tasks_app = typer.Typer(help="The background jobs `coffer serve` runs on a schedule.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
+from prometheus_client import multiprocess
 from sqlalchemy import MetaData
 
 import coffer
@@ -331,5 +332,8 @@ def worker_app() -> FastAPI:
     configure_logging(settings.log_level)
     coffer = build(settings, run_migrations=False, first_admin_key=False)
     atexit.register(coffer.close)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Live gauges of a dead worker must not be summed in (its counters still count).
+        atexit.register(multiprocess.mark_process_dead, os.getpid())
     gc.freeze()
     return coffer.app

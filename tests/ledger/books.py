@@ -10,7 +10,16 @@ from sqlalchemy import delete, func, select, text, update
 from coffer import ledger
 from coffer.db import Database
 from coffer.ledger import repository as repo
-from coffer.ledger.tables import GENESIS_HASH, accounts, assets, chain, holds, transfers
+from coffer.ledger.tables import (
+    GENESIS_HASH,
+    account_totals,
+    accounts,
+    assets,
+    chain,
+    daily_totals,
+    holds,
+    transfers,
+)
 from tests.ledger.model import RowKey, transfer_key
 
 
@@ -94,10 +103,11 @@ def reset_ledger(db: Database) -> None:
     (SQLite reuses rowids of an emptied table; PostgreSQL's identity is restarted)."""
     with db.engine.begin() as conn:
         if db.dialect == "postgresql":
-            names = ", ".join(t.name for t in (holds, transfers, accounts, assets))
+            ledger_tables = (holds, account_totals, daily_totals, transfers, accounts, assets)
+            names = ", ".join(t.name for t in ledger_tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
         else:
-            for table in (holds, transfers, accounts, assets):
+            for table in (holds, account_totals, daily_totals, transfers, accounts, assets):
                 conn.execute(delete(table))
         conn.execute(
             update(chain).values(last_transfer_id=0, last_hash=GENESIS_HASH, last_created_at=None)

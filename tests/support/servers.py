@@ -32,10 +32,15 @@ class Server:
 
 @contextlib.contextmanager
 def coffer_serve(
-    database_url: str, *, jwt_secret: str, log_dir: Path, env: dict[str, str] | None = None
+    database_url: str,
+    *,
+    jwt_secret: str,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Server]:
-    """`coffer serve` on a free loopback port, stopped (and waited for) on exit; `env` adds
-    or overrides environment variables (settings)."""
+    """`coffer serve [--workers N]` on a free loopback port, stopped (and waited for) on exit;
+    `env` adds or overrides environment variables (settings)."""
     port = free_port()
     log = log_dir / f"serve-{port}.log"
     env = {
@@ -50,7 +55,9 @@ def coffer_serve(
     }
     coffer = Path(sys.executable).with_name("coffer")
     with log.open("wb") as out:
-        process = subprocess.Popen([str(coffer), "serve"], env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [str(coffer), "serve", "--workers", str(workers)], env=env, stdout=out, stderr=out
+        )
     server = Server(process, f"http://127.0.0.1:{port}/api/v1", log)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -9,10 +9,13 @@ from fastapi import APIRouter, FastAPI
 from coffer import __version__
 from coffer.api import errors
 from coffer.api.inputs import RefuseControlCharacters
+from coffer.api.metrics import RequestMetrics
 from coffer.api.routers import admin_audit as admin_audit_routes
 from coffer.api.routers import admin_disputes as admin_dispute_routes
 from coffer.api.routers import admin_ledger as admin_ledger_routes
 from coffer.api.routers import admin_payments as admin_payment_routes
+from coffer.api.routers import admin_stats as admin_stats_routes
+from coffer.api.routers import admin_transactions as admin_transaction_routes
 from coffer.api.routers import admin_users as admin_user_routes
 from coffer.api.routers import admin_webhooks as admin_webhook_routes
 from coffer.api.routers import auth as auth_routes
@@ -22,6 +25,7 @@ from coffer.api.routers import escrows as escrow_routes
 from coffer.api.routers import events as event_routes
 from coffer.api.routers import gifts as gift_routes
 from coffer.api.routers import kyc as kyc_routes
+from coffer.api.routers import metrics as metrics_routes
 from coffer.api.routers import payouts as payout_routes
 from coffer.api.routers import streams as stream_routes
 from coffer.api.routers import subscriptions as subscription_routes
@@ -48,6 +52,8 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     errors.install(app)
     # Before routing: no control character reaches a route, a log line or the database.
     app.add_middleware(RefuseControlCharacters)
+    # Added last, so outermost of Coffer's own: it counts the refusals above too.
+    app.add_middleware(RequestMetrics, prefix=API_PREFIX)
 
     health = APIRouter(tags=["health"], responses=errors.responses(*errors.ANY, 503))
 
@@ -58,6 +64,9 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
         return {"status": "ok", "database": database.dialect}
 
     app.include_router(health)
+    # Where a Prometheus scrape config looks by default, and beside the rest of the API.
+    app.include_router(metrics_routes.router)
+    app.include_router(metrics_routes.router, prefix=API_PREFIX)
     app.include_router(health, prefix=API_PREFIX)
     app.include_router(auth_routes.router, prefix=API_PREFIX)
     app.include_router(user_routes.router, prefix=API_PREFIX)
@@ -73,6 +82,8 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
     app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_transaction_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_stats_routes.router, prefix=API_PREFIX)
     app.include_router(admin_dispute_routes.router, prefix=API_PREFIX)
     app.include_router(kyc_routes.router, prefix=API_PREFIX)
     app.include_router(admin_user_routes.router, prefix=API_PREFIX)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from coffer import ledger
+from coffer import ledger, metrics
 from coffer.db.engine import Database
 from coffer.kit.clock import utc_now
 from coffer.ledger.batch import BATCH_SIZE_MAX, QUEUE_SIZE_MAX
@@ -73,6 +74,7 @@ class Writer:
                     clock=self._clock,
                     name="coffer-writer",
                     on_commit=self._on_commit,
+                    on_batch=_observe_batch,
                 ).start()
             return self._batcher
 
@@ -100,6 +102,7 @@ class Writer:
         return await self.run_async(ledger.Work(None, after=lambda session, _, __: fn(session)))
 
     def _run_alone(self, work: ledger.Work) -> Any:
+        started = time.perf_counter()
         try:
             with self._database.unit_of_work() as session:
                 (outcome,) = ledger.apply_work(session, [work], clock=self._clock).outcomes
@@ -107,6 +110,7 @@ class Writer:
                 # regardless.
                 return outcome.unwrap()
         finally:
+            _observe_batch(1, time.perf_counter() - started)
             if self._on_commit is not None:
                 with contextlib.suppress(Exception):  # a spare wake-up costs one read
                     self._on_commit()
@@ -121,6 +125,13 @@ class Writer:
             batcher, self._batcher = self._batcher, None
         if batcher is not None:
             batcher.close()
+
+
+def _observe_batch(size: int, elapsed_s: float) -> None:
+    """The writer's figures for `GET /metrics` (the ledger keeps none): on the Batcher's
+    thread after each batch settled, or in the caller's after a unit committed alone."""
+    metrics.writer_batch_size.observe(size)
+    metrics.writer_commit_duration.observe(elapsed_s)
 
 
 __all__ = ["Writer"]

@@ -75,13 +75,23 @@ class TopReceiverOut(BaseModel):
 
 
 class GiftStatsOut(BaseModel):
+    from_: datetime | None = Field(default=None, serialization_alias="from")
+    to: datetime | None = None
     count: int
     diamonds: int
     top_receivers: list[TopReceiverOut]
 
     @classmethod
-    def of(cls, stats: GiftStats) -> GiftStatsOut:
+    def of(
+        cls,
+        stats: GiftStats,
+        *,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> GiftStatsOut:
         return cls(
+            from_=created_from,
+            to=created_to,
             count=stats.count,
             diamonds=stats.diamonds,
             top_receivers=[

@@ -103,6 +103,7 @@ class Batcher:
         clock: Callable[[], datetime] = utc_now,
         name: str = "ledger-batcher",
         on_commit: Callable[[], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         assert 0 < batch_size_max <= 100_000
         assert 0 < queue_size_max <= 1_000_000
@@ -117,6 +118,10 @@ class Batcher:
         # Told after every COMMIT that landed, on the writer's thread: it must only signal
         # (e.g. wake the event streams), never block or write.
         self._on_commit = on_commit
+        # Told after every batch is settled, on the writer's thread, with its size (units) and
+        # the seconds from BEGIN until its answers were known (retries included): for figures
+        # the caller keeps (the ledger keeps none of its own beyond `stats`). Must not block.
+        self._on_batch = on_batch
         # A bounded queue the writer drains a batch at a time under one lock acquisition.
         self._queue_size_max = queue_size_max
         self._pending: deque[_Item] = deque()
@@ -320,6 +325,15 @@ class Batcher:
         self._batches += 1
         self._groups += len(items)
         self._largest = max(self._largest, len(items))
+        started = time.perf_counter()
+        try:
+            self._settle_batch(items)
+        finally:
+            if self._on_batch is not None:
+                with contextlib.suppress(Exception):  # a figure must never fail a batch
+                    self._on_batch(len(items), time.perf_counter() - started)
+
+    def _settle_batch(self, items: list[_Item]) -> None:
         try:
             outcomes = self._transaction([item.work for item in items])
         except _CommitUnknown as exc:

@@ -177,10 +177,15 @@ def totals_by_type(
     created_from: datetime | None = None,
     created_to: datetime | None = None,
 ) -> list[TypeTotal]:
-    """Posted money in and out of each account, per transfer type (holds count once posted)."""
+    """Posted money in and out of each account, per transfer type (holds count once posted).
+
+    Without a time range this reads the running totals (a few rows per account); with one it
+    sums the transfers in the range."""
     ids = sorted(set(account_ids))
     if not ids:
         return []
+    if created_from is None and created_to is None:
+        return _running_totals_by_type(session, ids)
     t = tables.transfers
     sums: dict[tuple[int, str], list[int]] = {}
     for side, column in ((0, t.c.credit_account_id), (1, t.c.debit_account_id)):
@@ -200,4 +205,25 @@ def totals_by_type(
     return [
         TypeTotal(account_id, type_, v[0], v[1], v[2], v[3])
         for (account_id, type_), v in sorted(sums.items())
+    ]
+
+
+def _running_totals_by_type(session: Session, ids: list[int]) -> list[TypeTotal]:
+    totals = tables.account_totals
+    rows = session.execute(
+        select(
+            totals.c.account_id,
+            totals.c.type,
+            func.sum(totals.c.credit_amount),
+            func.sum(totals.c.credit_count),
+            func.sum(totals.c.debit_amount),
+            func.sum(totals.c.debit_count),
+        )
+        .where(totals.c.account_id.in_(ids), totals.c.phase.in_(("posted", "post_pending")))
+        .group_by(totals.c.account_id, totals.c.type)
+        .order_by(totals.c.account_id, totals.c.type)
+    )
+    return [
+        TypeTotal(account_id, type_, int(credits), int(credit_count), int(debits), int(debit_count))
+        for account_id, type_, credits, credit_count, debits, debit_count in rows
     ]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -177,6 +178,38 @@ holds = Table(
         postgresql_where=text("status = 'open'"),
         sqlite_where=text("status = 'open'"),
     ),
+)
+
+# Running totals, kept by the same batch that writes the transfers (under the chain head), so
+# a summary reads a few rows however long the history is. `verify` recomputes both.
+# Per account, per transfer type and phase: what went out (debit) and came in (credit).
+account_totals = Table(
+    "ledger_account_totals",
+    metadata,
+    Column("account_id", BigInteger, ForeignKey("ledger_accounts.id"), primary_key=True),
+    Column("type", String(32), primary_key=True),
+    Column("phase", String(16), primary_key=True),
+    Column("debit_count", BigInteger, nullable=False),
+    Column("debit_amount", BigInteger, nullable=False),
+    Column("credit_count", BigInteger, nullable=False),
+    Column("credit_amount", BigInteger, nullable=False),
+    CheckConstraint(
+        "debit_count >= 0 AND debit_amount >= 0 AND credit_count >= 0 AND credit_amount >= 0",
+        name="non_negative",
+    ),
+)
+
+# Per UTC day, asset, type and phase: how many transfers and how much they moved.
+daily_totals = Table(
+    "ledger_daily_totals",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("asset", String(16), primary_key=True),
+    Column("type", String(32), primary_key=True),
+    Column("phase", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("count >= 0 AND amount >= 0", name="non_negative"),
 )
 
 # One row: the head of the hash chain and the last transfer id. Every ledger write takes it

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from coffer.ledger import repository as repo
@@ -25,7 +27,7 @@ PROBLEMS_PER_CHECK_MAX = 20
 
 INVARIANTS = {
     1: "every asset's debits equal its credits",
-    2: "every account's counters equal the sums of its transfers",
+    2: "every account's counters and running totals equal the sums of its transfers",
     3: "no no-overdraft account is below zero, posted or available",
     4: "every pending amount belongs to a hold that is still open",
     5: "the hash chain is unbroken",
@@ -102,6 +104,9 @@ def verify(session: Session) -> VerifyReport:
     open_pending: dict[int, tuple[int, int, int]] = {}  # hold id -> (debit, credit, amount)
     asset_sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     previous_hash, previous_id, count = GENESIS_HASH, 0, 0
+    # The running totals as the transfers say they should be.
+    account_totals: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    daily_totals: dict[tuple[date, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
 
     for t in repo.stream_transfers(conn):
         count += 1
@@ -133,6 +138,15 @@ def verify(session: Session) -> VerifyReport:
         previous_hash, previous_id = stored_hash, t.id
 
         debit, credit = derived[t.debit_account_id], derived[t.credit_account_id]
+        out = account_totals[t.debit_account_id, t.type, t.phase]
+        out[0] += 1
+        out[1] += t.amount
+        into = account_totals[t.credit_account_id, t.type, t.phase]
+        into[2] += 1
+        into[3] += t.amount
+        daily = daily_totals[t.created_at.astimezone(UTC).date(), t.asset, t.type, t.phase]
+        daily[0] += 1
+        daily[1] += t.amount
         for account_id in (t.debit_account_id, t.credit_account_id):
             account = stored.get(account_id)
             if account is None:
@@ -213,6 +227,8 @@ def verify(session: Session) -> VerifyReport:
         if debits != credits:  # pragma: no cover - each transfer adds to both
             balanced.fail(f"{asset}: transfers debit {debits} and credit {credits}")
 
+    _compare_totals(conn, counters, account_totals, daily_totals)
+
     held = {h.id: h for h in repo.open_holds(conn)}
     for hold_id in sorted(set(held) | set(open_pending)):
         open_hold = held.get(hold_id)
@@ -235,3 +251,29 @@ def verify(session: Session) -> VerifyReport:
         accounts=len(stored),
         open_holds=len(open_pending),
     )
+
+
+def _compare_totals(
+    conn: Connection,
+    check: Check,
+    account_totals: dict[tuple[int, str, str], list[int]],
+    daily_totals: dict[tuple[date, str, str, str], list[int]],
+) -> None:
+    """Invariant 2 for the running totals: each stored row equals what the transfers add up
+    to, and no total the transfers imply is missing."""
+    for row in repo.stream_account_totals(conn):
+        key = (row.account_id, row.type, row.phase)
+        have = [row.debit_count, row.debit_amount, row.credit_count, row.credit_amount]
+        want = account_totals.pop(key, [0, 0, 0, 0])
+        if have != want:
+            check.fail(f"running total {key}: stored {have}, transfers say {want}")
+    for key, want in sorted(account_totals.items()):
+        check.fail(f"running total {key} is missing: transfers say {want}")
+    for row in repo.stream_daily_totals(conn):
+        day_key = (row.day, row.asset, row.type, row.phase)
+        have = [row.count, row.amount]
+        want = daily_totals.pop(day_key, [0, 0])
+        if have != want:
+            check.fail(f"daily total {day_key}: stored {have}, transfers say {want}")
+    for day_key, want in sorted(daily_totals.items()):
+        check.fail(f"daily total {day_key} is missing: transfers say {want}")

@@ -20,7 +20,7 @@ import httpx
 import structlog
 from sqlalchemy import func, select
 
-from coffer import __version__
+from coffer import __version__, metrics
 from coffer.db import Database, claims
 from coffer.events.tables import events as events_table
 from coffer.kit.clock import Clock
@@ -131,6 +131,11 @@ def _send_in_turn(
                 rng=rng,
             )
         if not outcome.succeeded:
+            metrics.outbound_delivery_failures.labels(
+                reason=metrics.delivery_failure_reason(
+                    status_code=outcome.status_code, error=outcome.error
+                )
+            ).inc()
             log.info(
                 "webhook_delivery_failed",
                 delivery_id=target.delivery_id,

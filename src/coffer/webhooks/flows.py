@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import structlog
 
+from coffer import metrics
 from coffer.db import Database, Writer, claims
 from coffer.kit.clock import Clock
 from coffer.providers import Providers
@@ -62,15 +63,21 @@ def process(
     a writer, in a transaction of its own); on failure count the attempt and schedule a retry."""
     writer = writer or Writer(database, group_commit=False)
     try:
-        outcome: str = writer.call(
+        done: service.Processed = writer.call(
             lambda session: service.process(session, inbox_id=inbox_id, now=clock())
         )
-        return outcome
     except Exception as exc:
         log.warning("webhook_processing_failed", inbox_id=inbox_id, error=repr(exc))
         with database.unit_of_work() as session:
-            service.record_failure(session, inbox_id=inbox_id, error=exc, now=clock())
+            failure = service.record_failure(session, inbox_id=inbox_id, error=exc, now=clock())
+        # Counted once committed, like the lag below: a figure for what really happened.
+        if failure is not None:
+            provider, outcome = failure
+            metrics.webhook_inbox_retries.labels(provider=provider, outcome=outcome).inc()
         return "retry"
+    if done.lag_s is not None:
+        metrics.webhook_inbox_lag.labels(provider=done.provider).observe(max(0.0, done.lag_s))
+    return done.outcome
 
 
 def retry_due(

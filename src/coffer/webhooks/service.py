@@ -49,6 +49,17 @@ class InboxEntry:
     attempts: int
     last_error: str | None
     event: WebhookEvent
+    received_at: datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Processed:
+    """What `process` did: `outcome` ("processed", "ignored", "done"); `lag_s` from the event's
+    receipt to now, None when it had been settled before ("done")."""
+
+    outcome: str
+    provider: str
+    lag_s: float | None
 
 
 def _event_to_json(event: WebhookEvent) -> str:
@@ -77,6 +88,7 @@ def _entry(row: Row[Any]) -> InboxEntry:
         attempts=row.attempts,
         last_error=row.last_error,
         event=_event_from_json(row.event),
+        received_at=row.received_at,
     )
 
 
@@ -120,11 +132,11 @@ def get_entry(session: Session, inbox_id: int, *, for_update: bool = False) -> I
     return _entry(session.execute(query).one())
 
 
-def process(session: Session, *, inbox_id: int, now: datetime) -> str:
-    """Apply one stored event, once; returns what happened ("processed", "ignored", "done")."""
+def process(session: Session, *, inbox_id: int, now: datetime) -> Processed:
+    """Apply one stored event, once; returns what happened."""
     entry = get_entry(session, inbox_id, for_update=True)
     if entry.status != "received":
-        return "done"  # processed, ignored or parked earlier: never twice
+        return Processed("done", entry.provider, None)  # settled earlier: never twice
     outcome = _dispatch(session, entry.event, now=now)
     session.execute(
         update(inbox)
@@ -137,7 +149,7 @@ def process(session: Session, *, inbox_id: int, now: datetime) -> str:
             last_error=None,
         )
     )
-    return outcome
+    return Processed(outcome, entry.provider, (now - entry.received_at).total_seconds())
 
 
 def _dispatch(session: Session, event: WebhookEvent, *, now: datetime) -> str:
@@ -354,11 +366,14 @@ def _apply_dispute_event(session: Session, event: WebhookEvent, *, now: datetime
     return "processed"
 
 
-def record_failure(session: Session, *, inbox_id: int, error: BaseException, now: datetime) -> None:
-    """Count a failed attempt; back off exponentially; park it after ATTEMPTS_MAX."""
+def record_failure(
+    session: Session, *, inbox_id: int, error: BaseException, now: datetime
+) -> tuple[str, str] | None:
+    """Count a failed attempt; back off exponentially; park it after ATTEMPTS_MAX. Returns
+    (provider, "retry" or "parked"), or None if it was settled meanwhile."""
     entry = get_entry(session, inbox_id, for_update=True)
     if entry.status != "received":
-        return
+        return None
     attempts = entry.attempts + 1
     permanent = isinstance(error, PermanentWebhookError) or attempts >= ATTEMPTS_MAX
     message = getattr(error, "message", None) or type(error).__name__
@@ -373,6 +388,7 @@ def record_failure(session: Session, *, inbox_id: int, error: BaseException, now
             next_attempt_at=None if permanent else now + timedelta(seconds=delay_s),
         )
     )
+    return entry.provider, "parked" if permanent else "retry"
 
 
 def due(*, now: datetime, limit: int = DUE_BATCH_MAX) -> Select[Any]:

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from coffer.api import errors
-from coffer.api.deps import AdminPrincipal, DatabaseDep, ShopDep, UserPrincipal, get_writer
+from coffer.api.deps import (
+    AdminPrincipal,
+    DatabaseDep,
+    ShopDep,
+    UserPrincipal,
+    clock_of,
+    get_writer,
+)
+from coffer.api.filters import bounded_range
 from coffer.api.idempotent import Idempotent
 from coffer.api.pagination import Cursor, Limit, TimeBound, decode_cursor, encode_cursor, time_range
 from coffer.gifts import service as gifts
@@ -96,6 +104,7 @@ def my_gifts(
 def admin_gifts(
     _: AdminPrincipal,
     database: DatabaseDep,
+    request: Request,
     sender_id: UserIdFilter = None,
     receiver_id: UserIdFilter = None,
     created_from: Annotated[TimeBound, Query(alias="from")] = None,
@@ -115,16 +124,19 @@ def admin_gifts(
             created_from=start,
             created_to=end,
         )
+        # The list pages through any range; the stats cover a bounded one (the last 30 days
+        # unless from/to say otherwise, at most 366), so they cost the same on any book.
+        stats_from, stats_to = bounded_range(start, end, now=clock_of(request)())
         stats = gifts.gift_stats(
             session,
             sender_id=sender_id,
             receiver_id=receiver_id,
-            created_from=start,
-            created_to=end,
+            created_from=stats_from,
+            created_to=stats_to,
         )
     return AdminGiftPageOut(
         data=[GiftOut.of(g) for g in found],
         has_more=has_more,
         next_cursor=_next(found, has_more),
-        stats=GiftStatsOut.of(stats),
+        stats=GiftStatsOut.of(stats, created_from=stats_from, created_to=stats_to),
     )

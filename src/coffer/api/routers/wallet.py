@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from coffer import ledger
 from coffer.api import errors
+from coffer.api.csv_stream import csv_response
 from coffer.api.deps import (
     DatabaseDep,
     SettingsDep,
@@ -22,6 +20,7 @@ from coffer.api.deps import (
     get_providers,
     get_writer,
 )
+from coffer.api.filters import AssetFilter, TypeFilter, parse_types
 from coffer.api.idempotent import Idempotent
 from coffer.api.pagination import (
     Cursor,
@@ -50,11 +49,6 @@ router = APIRouter(
     prefix="/wallet", tags=["wallet"], responses=errors.responses(*errors.AUTHENTICATED)
 )
 
-TypeFilter = Annotated[
-    str | None,
-    Query(alias="type", max_length=200, description="one type, or several separated by commas"),
-]
-AssetFilter = Annotated[str | None, Query(pattern=r"^[A-Z][A-Z0-9_]{0,15}$")]
 CSV_COLUMNS = (
     "id",
     "transfer_id",
@@ -68,18 +62,6 @@ CSV_COLUMNS = (
     "counterparty_id",
     "description",
 )
-
-
-def _types(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    types = [t.strip() for t in value.split(",") if t.strip()]
-    if not types or len(types) > 20:
-        raise ValidationFailed(
-            "type takes 1 to 20 comma-separated types",
-            fields=[{"field": "query.type", "message": "bad list"}],
-        )
-    return types
 
 
 def _statement_cursor(cursor: str | None) -> tuple[int, int] | None:
@@ -120,7 +102,7 @@ def transactions(
             principal.user_id,
             limit=limit,
             cursor=_statement_cursor(cursor),
-            types=_types(type_),
+            types=parse_types(type_),
             asset=asset,
             created_from=start,
             created_to=end,
@@ -163,47 +145,28 @@ def transactions_csv(
     assert principal.user_id is not None
     user_id = principal.user_id
     start, end = time_range(created_from, created_to)
-    types = _types(type_)
+    types = parse_types(type_)
 
-    def rows() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        lines = history.iter_statement(
-            database.read,
-            user_id,
-            types=types,
-            asset=asset,
-            created_from=start,
-            created_to=end,
-        )
-        for count, line in enumerate(lines, start=1):
-            writer.writerow(
-                (
-                    line.id,
-                    line.transfer_id,
-                    rfc3339(line.created_at),
-                    line.account_kind,
-                    line.type,
-                    line.status,
-                    line.asset,
-                    line.amount,
-                    line.balance_after,
-                    line.counterparty_id,
-                    line.description,
-                )
-            )
-            if count % 200 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="transactions.csv"'},
+    lines = history.iter_statement(
+        database.read, user_id, types=types, asset=asset, created_from=start, created_to=end
     )
+    rows = (
+        (
+            line.id,
+            line.transfer_id,
+            rfc3339(line.created_at),
+            line.account_kind,
+            line.type,
+            line.status,
+            line.asset,
+            line.amount,
+            line.balance_after,
+            line.counterparty_id,
+            line.description,
+        )
+        for line in lines
+    )
+    return csv_response(CSV_COLUMNS, rows, filename="transactions.csv")
 
 
 @router.post(

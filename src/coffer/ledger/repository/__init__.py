@@ -64,7 +64,9 @@ from coffer.ledger.repository.reads import (
     last_transfer_touching,
     open_holds,
     read_chain,
+    stream_account_totals,
     stream_accounts,
+    stream_daily_totals,
     stream_transfers,
 )
 from coffer.ledger.repository.writes import (
@@ -101,7 +103,9 @@ __all__ = [
     "open_writer_connection",
     "read_chain",
     "reversed_amounts",
+    "stream_account_totals",
     "stream_accounts",
+    "stream_daily_totals",
     "stream_transfers",
     "transfer_from_insert",
     "transfer_from_row",

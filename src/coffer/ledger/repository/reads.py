@@ -16,8 +16,10 @@ from coffer.ledger.repository._common import (
 )
 from coffer.ledger.tables import (
     CHAIN_ROW_ID,
+    account_totals,
     accounts,
     chain,
+    daily_totals,
     holds,
     transfers,
 )
@@ -133,6 +135,16 @@ def stream_accounts(conn: Connection, *, batch_size: int = 5_000) -> Iterator[Ro
             return
         yield from rows
         after = rows[-1].id
+
+
+def stream_account_totals(conn: Connection) -> Iterator[Row[Any]]:
+    """Every running total per account, type and phase (a few rows per account)."""
+    yield from conn.execute(select(account_totals)).yield_per(5_000)
+
+
+def stream_daily_totals(conn: Connection) -> Iterator[Row[Any]]:
+    """Every running total per day, asset, type and phase."""
+    yield from conn.execute(select(daily_totals)).yield_per(5_000)
 
 
 def open_holds(conn: Connection) -> list[Hold]:

@@ -5,10 +5,12 @@ Every paired check of a write raises `InvariantViolated` before the caller can c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from coffer.ledger.errors import InvariantViolated
 from coffer.ledger.repository._common import (
@@ -24,6 +26,8 @@ from coffer.ledger.repository._common import (
     _sqlite_datetime,
 )
 from coffer.ledger.tables import (
+    account_totals,
+    daily_totals,
     holds,
 )
 from coffer.ledger.types import HoldStatus, Phase
@@ -57,6 +61,7 @@ def write_batch(
         _sqlite_resolve_holds(conn, resolutions)
         _sqlite_update_accounts(conn, changed)
         _sqlite_update_chain(conn, head)
+        _write_totals(conn, rows)
         return
     _pg_copy_transfers(conn, rows)
     pg = _driver(conn)
@@ -82,6 +87,66 @@ def write_batch(
     # Paired assertion: every row we decided on was exactly as we read it under the lock.
     _expect_rows(accounts_updated, len(changed), "accounts updated")
     _expect_rows(chain_updated, 1, "chain heads updated")
+    _write_totals(conn, rows)
+
+
+def _write_totals(conn: Connection, rows: Sequence[TransferRow]) -> None:
+    """Add the batch's transfers to the running totals: one upsert per table, each key once
+    (a statement may not touch a row twice), under the chain head like everything else."""
+    by_account: dict[tuple[int, str, str], list[int]] = {}
+    by_day: dict[tuple[date, str, str, str], list[int]] = {}
+    for r in rows:
+        debit = by_account.setdefault((r.debit_account_id, r.type, r.phase), [0, 0, 0, 0])
+        debit[0] += 1
+        debit[1] += r.amount
+        credit = by_account.setdefault((r.credit_account_id, r.type, r.phase), [0, 0, 0, 0])
+        credit[2] += 1
+        credit[3] += r.amount
+        day = r.created_at.astimezone(UTC).date()
+        daily = by_day.setdefault((day, r.asset, r.type, r.phase), [0, 0])
+        daily[0] += 1
+        daily[1] += r.amount
+    upsert = pg_insert if _is_postgres(conn) else sqlite_insert
+    accounts = upsert(account_totals)
+    conn.execute(
+        accounts.on_conflict_do_update(
+            index_elements=["account_id", "type", "phase"],
+            set_={
+                name: account_totals.c[name] + accounts.excluded[name]
+                for name in ("debit_count", "debit_amount", "credit_count", "credit_amount")
+            },
+        ),
+        [
+            {
+                "account_id": account_id,
+                "type": type_,
+                "phase": phase,
+                "debit_count": v[0],
+                "debit_amount": v[1],
+                "credit_count": v[2],
+                "credit_amount": v[3],
+            }
+            for (account_id, type_, phase), v in by_account.items()
+        ],
+    )
+    days = upsert(daily_totals)
+    conn.execute(
+        days.on_conflict_do_update(
+            index_elements=["day", "asset", "type", "phase"],
+            set_={name: daily_totals.c[name] + days.excluded[name] for name in ("count", "amount")},
+        ),
+        [
+            {
+                "day": day,
+                "asset": asset,
+                "type": type_,
+                "phase": phase,
+                "count": v[0],
+                "amount": v[1],
+            }
+            for (day, asset, type_, phase), v in by_day.items()
+        ],
+    )
 
 
 _PENDING = Phase.PENDING.value
