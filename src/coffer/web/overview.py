@@ -1,9 +1,11 @@
-"""The overview's figures, read through the same list and stats functions the admin API uses.
+"""The overview's figures, read through the same functions the admin API uses.
 
-Counts are of bounded pages (`COUNT_MAX`): a queue of 500 or more shows as "500+", which is
-all an operator needs from a tile, and no tile scans a table. The payment chart covers the last
-`CHART_DAYS` days, grouped by day here from the payment orders of that range (at most
-`CHART_ORDERS_MAX` of them, newest first; the chart says when it was cut short).
+The payment, gift, user and circulation figures are `GET /admin/stats`'s (coffer.audit.stats).
+Queue counts are of bounded pages (`COUNT_MAX`): a queue of 500 or more shows as "500+", which
+is all an operator needs from a tile, and no tile scans a table. Until the payments analytics
+(`GET /admin/analytics/payments`) land, the chart covers the last `CHART_DAYS` days, grouped by
+day here from the payment orders of that range (at most `CHART_ORDERS_MAX` of them, newest
+first; the page says when it was cut short).
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from coffer import alerts, ledger, outbound
+from coffer import alerts, outbound
+from coffer.audit import stats as audit_stats
 from coffer.db import Database
-from coffer.gifts import service as gifts
 from coffer.kyc import service as kyc
 from coffer.payments import service as payments
 from coffer.payouts import service as payouts
-from coffer.wallets.service import PLATFORM_OWNER_ID
 
 COUNT_MAX = 500
 CHART_DAYS = 30
@@ -37,8 +38,10 @@ def _count(lister: Callable[..., tuple[list[Any], bool]], session: Session, **fi
 
 @dataclass
 class Tiles:
-    topups_count: int = 0
-    topups_volume: dict[str, int] = field(default_factory=dict)
+    total_users: int = 0
+    payments_count: int = 0
+    payments_succeeded: int = 0
+    payments_volume: dict[str, int] = field(default_factory=dict)
     gifts_count: int = 0
     gifts_diamonds: int = 0
     diamonds_in_circulation: int = 0
@@ -72,30 +75,20 @@ class Chart:
         }
 
 
-def _diamonds_in_circulation(session: Session) -> int:
-    """Diamonds issued less diamonds retired: what the issuance account has let out."""
-    for account in ledger.accounts_of_owner(
-        session, owner_type="system", owner_id=PLATFORM_OWNER_ID
-    ):
-        if account.kind == "issuance" and account.asset == "DIAMOND":
-            return -account.balance
-    return 0
-
-
 def tiles(database: Database, *, now: datetime) -> Tiles:
     since = now - timedelta(days=CHART_DAYS)
     made = Tiles(as_of=now)
     with database.read() as session:
-        chart_orders, _ = _orders_since(session, since)
-        for order in chart_orders:
-            if order.status in SETTLED and order.purpose == "topup":
-                made.topups_count += 1
-                made.topups_volume[order.currency] = (
-                    made.topups_volume.get(order.currency, 0) + order.amount
-                )
-        stats = gifts.gift_stats(session, created_from=since)
-        made.gifts_count, made.gifts_diamonds = stats.count, stats.diamonds
-        made.diamonds_in_circulation = _diamonds_in_circulation(session)
+        # The figures of GET /admin/stats, over the same last 30 days.
+        stats = audit_stats.platform_stats(session, created_from=since, created_to=now)
+        made.total_users = stats.total_users
+        made.payments_count = stats.payments.count
+        made.payments_succeeded = sum(
+            n for status, n in stats.payments.by_status.items() if status in SETTLED
+        )
+        made.payments_volume = dict(stats.payments.volume)
+        made.gifts_count, made.gifts_diamonds = stats.gifts.count, stats.gifts.diamonds
+        made.diamonds_in_circulation = stats.diamonds_in_circulation
         made.payouts_pending = _count(payouts.list_payouts, session, status="pending")
         made.payouts_failed = _count(payouts.list_payouts, session, status="failed")
         made.kyc_submitted = _count(kyc.list_kyc, session, status="submitted")

@@ -1,70 +1,73 @@
-"""Transactions: search with filters, keyset pages, and a streamed CSV export.
-
-Until the platform-wide transaction search lands (coffer.audit.transactions), this reads one
-user's statement (coffer.wallets.history), the same rows as `GET /wallet/transactions`: a user
-id is needed, and the status filter applies to the page shown."""
+"""Transactions: the platform-wide search (coffer.audit.transactions, the same as
+`GET /admin/transactions`) with every filter, keyset pages, a summary by type and status, and
+a streamed CSV export."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from coffer.audit import transactions
 from coffer.auth import is_user_id
 from coffer.errors import CofferError, ValidationFailed
-from coffer.wallets import history
 from coffer.web import paging, state
 from coffer.web.render import page, refused, secure
 from coffer.web.session import OperatorDep
 
 router = APIRouter()
 Filter = Annotated[str | None, Query(max_length=paging.FILTER_LENGTH_MAX)]
+TimeFilter = Annotated[str | None, Query(max_length=40)]
 CSV_COLUMNS = (
-    "id", "transfer_id", "created_at", "type", "status", "asset", "amount", "balance_after",
-    "account_kind", "counterparty_id", "description",
+    "id", "group_id", "created_at", "type", "status", "asset", "amount",
+    "debit_account_id", "debit_owner", "debit_kind", "credit_account_id", "credit_owner",
+    "credit_kind", "pending_id", "reversal_of",
 )  # fmt: skip
 
 
-class Search:
-    """The form's filters, checked."""
+def _filters(
+    user_id: str | None, type_: str | None, status: str | None, asset: str | None,
+    from_: str | None, to: str | None,
+) -> tuple[transactions.TransactionFilters, dict[str, str]]:  # fmt: skip
+    """The search's filters, checked, and the form's values to show them again."""
+    user = paging.text(user_id, name="user_id", length_max=64)
+    if user is not None and not is_user_id(user):
+        raise ValidationFailed("user_id is 1 to 64 of A-Z a-z 0-9 _ . : -", field="user_id")
+    kind = paging.text(type_, name="type", length_max=32)
+    phase = paging.text(status, name="status", length_max=16)
+    if phase is not None and phase not in transactions.STATUSES:
+        raise ValidationFailed(f"status is one of {', '.join(transactions.STATUSES)}")
+    code = paging.text(asset, name="asset", length_max=16)
+    start = paging.parse_time(from_, name="from")
+    end = paging.parse_time(to, name="to")
+    filters = transactions.TransactionFilters(
+        user_id=user,
+        types=(kind,) if kind else None,
+        statuses=(phase,) if phase else None,
+        asset=code.upper() if code else None,
+        created_from=start,
+        created_to=end,
+    )
+    form = {
+        "user_id": user or "",
+        "type": kind or "",
+        "status": phase or "",
+        "asset": code.upper() if code else "",
+        "from": (from_ or "").strip() if start else "",
+        "to": (to or "").strip() if end else "",
+    }
+    return filters, form
 
-    def __init__(self, *, user_id: str | None, type_: str | None, status: str | None,
-                 asset: str | None, from_: str | None, to: str | None) -> None:  # fmt: skip
-        self.user_id = paging.text(user_id, name="user_id", length_max=64)
-        if self.user_id is not None and not is_user_id(self.user_id):
-            raise ValidationFailed("user_id is 1 to 64 of A-Z a-z 0-9 _ . : -", field="user_id")
-        self.type = paging.text(type_, name="type", length_max=32)
-        self.status = paging.text(status, name="status", length_max=16)
-        self.asset = paging.text(asset, name="asset", length_max=16)
-        self.created_from: datetime | None = paging.parse_time(from_, name="from")
-        self.created_to: datetime | None = paging.parse_time(to, name="to")
 
-    def form(self) -> dict[str, str]:
-        return {
-            "user_id": self.user_id or "",
-            "type": self.type or "",
-            "status": self.status or "",
-            "asset": self.asset or "",
-            "from": self.created_from.isoformat() if self.created_from else "",
-            "to": self.created_to.isoformat() if self.created_to else "",
-        }
-
-    def matches(self, line: history.Statement) -> bool:
-        return self.status is None or line.status == self.status
-
-
-def _cursor(cursor: str | None) -> tuple[int, int] | None:
+def _before_id(cursor: str | None) -> int | None:
     value = paging.decode_cursor(cursor)
-    if value is None:
-        return None
-    if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)):
+    if value is not None and (type(value) is not int or value < 1):
         raise ValidationFailed("this page link is not one the console gave out")
-    return value[0], value[1]
+    return value
 
 
 @router.get("/transactions")
@@ -76,45 +79,28 @@ def transactions_page(
     status: Filter = None,
     asset: Filter = None,
     from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
-    to: Annotated[str | None, Query(max_length=40)] = None,
+    to: TimeFilter = None,
     cursor: Annotated[str | None, Query(max_length=paging.CURSOR_LENGTH_MAX)] = None,
 ) -> Response:
     try:
-        search = Search(user_id=user_id, type_=type, status=status, asset=asset, from_=from_, to=to)
-        position = _cursor(cursor)
+        filters, form = _filters(user_id, type, status, asset, from_, to)
+        before_id = _before_id(cursor)
     except CofferError as exc:
         return refused(request, operator, exc)
-    lines: list[history.Statement] = []
-    next_cursor = None
-    summary = None
-    if search.user_id is not None:
-        with state.database(request).read() as session:
-            found = history.statement(
-                session,
-                search.user_id,
-                limit=paging.PAGE_SIZE,
-                cursor=position,
-                types=[search.type] if search.type else None,
-                asset=search.asset,
-                created_from=search.created_from,
-                created_to=search.created_to,
-            )
-            summary = history.summary(
-                session, search.user_id, created_from=search.created_from,
-                created_to=search.created_to,
-            )  # fmt: skip
-        lines = [line for line in found.items if search.matches(line)]
-        if found.next_cursor is not None:
-            next_cursor = paging.encode_cursor(list(found.next_cursor))
+    with state.database(request).read() as session:
+        found = transactions.search(session, filters, limit=paging.PAGE_SIZE, before_id=before_id)
+        summary = transactions.summary(session, filters)
     return page(
         request,
         "transactions.html",
         operator,
-        search=search.form(),
-        lines=lines,
+        search=form,
+        lines=found.items,
         summary=summary,
-        next_cursor=next_cursor,
-        searched=search.user_id is not None,
+        statuses=transactions.STATUSES,
+        next_cursor=(
+            None if found.next_before_id is None else paging.encode_cursor(found.next_before_id)
+        ),
     )
 
 
@@ -127,49 +113,34 @@ def transactions_csv(
     status: Filter = None,
     asset: Filter = None,
     from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
-    to: Annotated[str | None, Query(max_length=40)] = None,
+    to: TimeFilter = None,
 ) -> Response:
-    """Every matching line, streamed a page per short read transaction."""
+    """Every match, streamed a page per short read transaction (constant memory)."""
     try:
-        search = Search(user_id=user_id, type_=type, status=status, asset=asset, from_=from_, to=to)
-        if search.user_id is None:
-            raise ValidationFailed("the export needs a user id", field="user_id")
+        filters, _ = _filters(user_id, type, status, asset, from_, to)
     except CofferError as exc:
         return refused(request, operator, exc)
-    database = state.database(request)
-    lines = history.iter_statement(
-        database.read,
-        search.user_id,
-        types=[search.type] if search.type else None,
-        asset=search.asset,
-        created_from=search.created_from,
-        created_to=search.created_to,
-    )
+    found = transactions.iter_transactions(state.database(request).read, filters)
 
     def rows() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for line in lines:
-            if not search.matches(line):
-                continue
+        for t in found:
             writer.writerow(
                 [
-                    line.id, line.transfer_id, line.created_at.isoformat(), line.type,
-                    line.status, line.asset, line.amount, line.balance_after, line.account_kind,
-                    line.counterparty_id, _cell(line.description),
+                    t.id, t.group_id, t.created_at.isoformat(), t.type, t.status, t.asset,
+                    t.amount, t.debit.account_id, f"{t.debit.owner_type}:{t.debit.owner_id}",
+                    t.debit.kind, t.credit.account_id,
+                    f"{t.credit.owner_type}:{t.credit.owner_id}", t.credit.kind,
+                    "" if t.pending_id is None else t.pending_id,
+                    "" if t.reversal_of is None else t.reversal_of,
                 ]
             )  # fmt: skip
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-        yield buffer.getvalue()
 
     response = StreamingResponse(rows(), media_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = 'attachment; filename="transactions.csv"'
     return secure(response)
-
-
-def _cell(text: str) -> str:
-    """A spreadsheet must not run a description as a formula (CSV injection)."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -4,25 +4,21 @@ calls, payouts, subscription, KYC; freeze and unfreeze."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
-from coffer import ledger, wallets
+from coffer import wallets
+from coffer.audit import users as audit_users
 from coffer.auth import USER_ID_LENGTH_MAX, USER_ID_PATTERN, is_user_id
 from coffer.calls import service as calls
 from coffer.errors import CofferError, ValidationFailed
-from coffer.gifts import service as gifts
 from coffer.kyc import service as kyc
 from coffer.ledger import LedgerError
 from coffer.payments import flows as payment_flows
 from coffer.payments import service as payments
 from coffer.payments.schemas import ORDER_ID_LENGTH_MAX, ORDER_ID_PATTERN
-from coffer.payouts import service as payouts
 from coffer.subscriptions import records as subscriptions
 from coffer.wallets import history
 from coffer.web import paging, state
@@ -34,13 +30,6 @@ UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, max_length=USER_ID_LEN
 OrderIdPath = Annotated[str, Path(pattern=ORDER_ID_PATTERN, max_length=ORDER_ID_LENGTH_MAX)]
 SECTION_SIZE = 20
 REFUNDABLE = ("succeeded", "partially_refunded")
-
-
-@dataclass(frozen=True)
-class BalanceAt:
-    kind: str
-    asset: str
-    posted: int
 
 
 @router.get("/users")
@@ -79,20 +68,18 @@ def user_page(
     except CofferError as exc:
         return refused(request, operator, exc)
     with state.database(request).read() as session:
-        user = wallets.find_user(session, user_id)
-        if user is None:
+        if wallets.find_user(session, user_id) is None:
             return page(request, "user_missing.html", operator, status_code=404, user_id=user_id)
-        balance = history.balance(session, user_id)
+        # The same read model as GET /admin/users/{id}/ledger (recent lists and the summary),
+        # with the statement paged on and what that endpoint leaves to other lists.
+        ledger_view = audit_users.user_ledger(session, user_id)
         statement = history.statement(session, user_id, limit=paging.PAGE_SIZE, cursor=position)
-        balances_at = _balances_at(session, balance.accounts, instant)
-        orders, _ = payments.list_orders(session, limit=SECTION_SIZE, user_id=user_id)
-        sent, _ = gifts.list_gifts(session, limit=SECTION_SIZE, sender_id=user_id)
-        received, _ = gifts.list_gifts(session, limit=SECTION_SIZE, receiver_id=user_id)
+        balances_at = [] if instant is None else audit_users.balances_at(session, user_id, instant)
         made_calls, _ = calls.list_calls(session, limit=SECTION_SIZE, caller_id=user_id)
         hosted, _ = calls.list_calls(session, limit=SECTION_SIZE, host_id=user_id)
-        user_payouts, _ = payouts.list_payouts(session, limit=SECTION_SIZE, user_id=user_id)
         subscription = subscriptions.current_of_user(session, user_id)
         kyc_record = kyc.find_kyc(session, user_id)
+        balance = history.balance(session, user_id)
     next_cursor = (
         paging.encode_cursor(list(statement.next_cursor)) if statement.next_cursor else None
     )
@@ -100,33 +87,23 @@ def user_page(
         request,
         "user.html",
         operator,
-        user=user,
+        user=ledger_view.user,
+        summary=ledger_view.summary,
         balance=balance,
         statement=statement.items,
         next_cursor=next_cursor,
         at=instant,
         balances_at=balances_at,
-        orders=orders,
+        orders=ledger_view.payment_orders,
         refundable=REFUNDABLE,
-        gifts_sent=sent,
-        gifts_received=received,
+        gifts_sent=ledger_view.gifts_sent,
+        gifts_received=ledger_view.gifts_received,
         calls=sorted([*made_calls, *hosted], key=lambda c: c.started_at, reverse=True),
-        payouts=user_payouts,
+        payouts=ledger_view.payouts,
         subscription=subscription,
         kyc=kyc_record,
         form_key=secrets.token_urlsafe(18),
     )
-
-
-def _balances_at(
-    session: Session, accounts: list[ledger.Account], instant: datetime | None
-) -> list[BalanceAt]:
-    if instant is None:
-        return []
-    return [
-        BalanceAt(a.kind, a.asset, ledger.balance_at(session, account_id=a.id, at=instant))
-        for a in accounts
-    ]
 
 
 def _set_frozen(request: Request, operator: OperatorDep, form: dict[str, str], *, user_id: str,
