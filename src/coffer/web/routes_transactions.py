@@ -126,6 +126,9 @@ def transactions_csv(
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
         for t in found:
             writer.writerow(
                 [
