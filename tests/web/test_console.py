@@ -129,9 +129,11 @@ def page(browser: Browser, console: Console) -> Iterator[Page]:
         "console",
         # Answers the test provokes (a 401, a 404) log "Failed to load resource"; anything
         # else at error level (a CSP refusal, a script error) fails the test.
-        lambda message: errors.append(message.text)
-        if message.type == "error" and not message.text.startswith("Failed to load resource")
-        else None,
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     yield opened
     context.close()
