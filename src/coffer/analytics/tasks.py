@@ -146,10 +146,15 @@ def _move_state(
 ) -> None:
     values = {"state": new_state, "changed_at": now, "value": rate, "attempts": attempts}
     if row is None:
-        result = session.execute(
-            dialect.insert(session, alert_states)
-            .values(kind=KIND, **values)
-            .on_conflict_do_nothing(index_elements=["kind"])
+        # RETURNING says whether it inserted (psycopg's rowcount for ON CONFLICT is not kept).
+        moved = (
+            session.execute(
+                dialect.insert(session, alert_states)
+                .values(kind=KIND, **values)
+                .on_conflict_do_nothing(index_elements=["kind"])
+                .returning(alert_states.c.kind)
+            ).first()
+            is not None
         )
     else:
         result = session.execute(
@@ -157,8 +162,9 @@ def _move_state(
             .where(alert_states.c.kind == KIND, alert_states.c.state == row.state)
             .values(**values)
         )
+        moved = isinstance(result, CursorResult) and result.rowcount == 1
     # Paired with the lock in `before`: nobody moved the row in between (survives python -O).
-    if not isinstance(result, CursorResult) or result.rowcount != 1:
+    if not moved:
         raise ledger.InvariantViolated(f"alert state {KIND} changed under its lock")
 
 
