@@ -157,6 +157,11 @@ def test_the_time_zone_moves_an_order_across_a_day_boundary(api: Api) -> None:
     assert [b["start"] for b in new_york] == ["2026-03-09T00:00:00-04:00"]
     month = report(api, **MARCH, tz="America/New_York", group_by="month")["buckets"]
     assert [b["start"] for b in month] == ["2026-03-01T00:00:00-05:00"]
+    # A plain date in from/to is the local midnight: the 11th in Kolkata holds the order.
+    eleventh = {"from": "2026-03-11", "to": "2026-03-12"}
+    assert report(api, **eleventh)["buckets"] == []
+    local = report(api, **eleventh, tz="Asia/Kolkata")
+    assert local["start"] == "2026-03-10T18:30:00Z" and len(local["buckets"]) == 1
 
 
 def test_failure_reasons_with_their_shares(api: Api) -> None:

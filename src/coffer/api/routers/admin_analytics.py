@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -95,6 +96,19 @@ class PaymentAnalyticsOut(BaseModel):
         )
 
 
+def _bound(value: str | None, *, name: str, zone: ZoneInfo) -> datetime | None:
+    """A timestamp, or a date meaning its local midnight in `tz` (so a day's buckets are
+    whole); everywhere else in the API a date is midnight UTC."""
+    if value is not None and len(value.strip()) == 10:
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            pass  # parse_time refuses it with the usual message
+        else:
+            return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    return parse_time(value, name=name)
+
+
 @router.get(
     "/payments",
     responses=errors.responses(422),
@@ -113,8 +127,8 @@ def payment_analytics(
 ) -> PaymentAnalyticsOut:
     zone = analytics.zone(tz)
     start, end = analytics.resolve_range(
-        parse_time(created_from, name="from"),
-        parse_time(created_to, name="to"),
+        _bound(created_from, name="from", zone=zone),
+        _bound(created_to, name="to", zone=zone),
         now=clock_of(request)(),
     )
     with database.read() as session:
