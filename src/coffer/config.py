@@ -299,6 +299,13 @@ class Settings(BaseSettings):
     ledger_queue_size_max: Annotated[int, Field(gt=0, le=1_000_000)] = 10_000
     ledger_wait_max_ms: Annotated[float, Field(ge=0, le=1_000)] = 0.0
 
+    # The payment success-rate floor (analytics/tasks.py): when the rate of the orders created
+    # in the last window falls below the floor, an alert is raised, once per crossing. Fewer
+    # decided attempts than the minimum decide nothing, so 1 failure of 1 does not fire.
+    payment_success_floor: Annotated[float, Field(gt=0, le=1)] = 0.90
+    payment_success_window_s: Annotated[int, Field(ge=60, le=7 * 86_400)] = 3_600
+    payment_success_attempts_min: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+
     # Live event streams (SSE and WebSocket; events/live.py). Events older than the retention
     # are purged; a stream resuming from before that is told `reset`.
     event_retention_days: Annotated[int, Field(ge=1, le=3_650)] = 30

@@ -19,6 +19,7 @@ from sqlalchemy import MetaData
 
 import coffer
 from coffer import auth, events, ledger, wallets, web
+from coffer.analytics import check_success_floor
 from coffer.api.app import create_app
 from coffer.calls import tasks as call_tasks
 from coffer.config import Settings
@@ -156,6 +157,19 @@ class Coffer:
                     ),
                 ),
             ),
+            # The payment success rate under COFFER_PAYMENT_SUCCESS_FLOOR: one alert a crossing.
+            Job(
+                "payments.success_floor",
+                PAYMENT_FLOOR_INTERVAL_S,
+                lambda: check_success_floor(
+                    database,
+                    self._writer(),
+                    utc_now,
+                    floor=self.settings.payment_success_floor,
+                    window_s=self.settings.payment_success_window_s,
+                    attempts_min=self.settings.payment_success_attempts_min,
+                ),
+            ),
             Job(
                 "idempotency.purge",
                 IDEMPOTENCY_PURGE_INTERVAL_S,
@@ -210,6 +224,7 @@ EVENT_PURGE_INTERVAL_S = 3_600.0
 REFUND_RESUME_INTERVAL_S = 30.0
 REFUND_RECONCILE_INTERVAL_S = 300.0
 PAYOUT_RECONCILE_INTERVAL_S = 60.0
+PAYMENT_FLOOR_INTERVAL_S = 60.0
 
 
 def _expire_holds(database: Database, writer: Writer | None) -> int:

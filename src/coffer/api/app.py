@@ -10,6 +10,7 @@ from coffer import __version__
 from coffer.api import errors
 from coffer.api.inputs import RefuseControlCharacters
 from coffer.api.metrics import RequestMetrics
+from coffer.api.routers import admin_analytics as admin_analytics_routes
 from coffer.api.routers import admin_audit as admin_audit_routes
 from coffer.api.routers import admin_disputes as admin_dispute_routes
 from coffer.api.routers import admin_ledger as admin_ledger_routes
@@ -89,4 +90,5 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(admin_user_routes.router, prefix=API_PREFIX)
     app.include_router(admin_audit_routes.router, prefix=API_PREFIX)
     app.include_router(admin_webhook_routes.router, prefix=API_PREFIX)
+    app.include_router(admin_analytics_routes.router, prefix=API_PREFIX)
     return app

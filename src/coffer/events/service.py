@@ -43,6 +43,9 @@ TYPES = frozenset(
         "payout.updated",
         "subscription.updated",
         "kyc.updated",
+        # An operator alert (e.g. the payment success rate under its floor), for the host
+        # app's webhook endpoints; no user's stream carries it.
+        "alert.raised",
     }
 )
 
