@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from starlette.responses import StreamingResponse
 
 ROWS_PER_CHUNK = 200
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
 # (OWASP "CSV injection"); a leading apostrophe makes it text. Numbers are never touched.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -34,11 +35,10 @@ def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Itera
     yield buffer.getvalue()
 
 
-def csv_response(
-    header: Sequence[str], rows: Iterable[Sequence[object]], *, filename: str
-) -> StreamingResponse:
+def csv_response(chunks: Iterable[str], *, filename: str) -> StreamingResponse:
+    """A download of `csv_chunks(...)`, sent as it is made."""
     return StreamingResponse(
-        csv_chunks(header, rows),
-        media_type="text/csv; charset=utf-8",
+        chunks,
+        media_type=CSV_MEDIA_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

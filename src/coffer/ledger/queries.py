@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, union_all
+from sqlalchemy import BigInteger, Select, and_, bindparam, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from coffer.ledger import repository as repo
@@ -126,38 +128,65 @@ def entries(
     ids = sorted(set(account_ids))
     if not ids:
         return EntryPage([], None)
-    t = tables.transfers
-    parts = []
-    for account_id in ids:
-        for column in (t.c.debit_account_id, t.c.credit_account_id):
-            query = select(t, literal(account_id).label("entry_account_id")).where(
-                column == account_id
-            )
-            if before is not None:
-                before_id, before_account = before
-                query = query.where(
-                    or_(
-                        t.c.id < before_id,
-                        and_(t.c.id == before_id, literal(account_id) < before_account),
-                    )
-                )
-            if types:
-                query = query.where(t.c.type.in_(sorted(types)))
-            if created_from is not None:
-                query = query.where(t.c.created_at >= created_from)
-            if created_to is not None:
-                query = query.where(t.c.created_at < created_to)
-            parts.append(query.order_by(t.c.id.desc()).limit(limit + 1).subquery().select())
-    merged = union_all(*parts).subquery()
-    rows = session.execute(
-        select(merged)
-        .order_by(merged.c.id.desc(), merged.c.entry_account_id.desc())
-        .limit(limit + 1)
-    ).all()
+    statement = _entries_statement(
+        len(ids), before is not None, bool(types), created_from is not None, created_to is not None
+    )
+    params: dict[str, object] = {f"account_{i}": account_id for i, account_id in enumerate(ids)}
+    params["limit"] = limit + 1
+    if before is not None:
+        params["before_id"], params["before_account"] = before
+    if types:
+        params["types"] = sorted(types)
+    if created_from is not None:
+        params["created_from"] = created_from
+    if created_to is not None:
+        params["created_to"] = created_to
+    rows = session.execute(statement, params).all()
     found = [Entry(row.entry_account_id, repo.transfer_from_row(row)) for row in rows[:limit]]
     has_more = len(rows) > limit
     last = found[-1] if found else None
     return EntryPage(found, (last.transfer.id, last.account_id) if has_more and last else None)
+
+
+@functools.lru_cache(maxsize=128)
+def _entries_statement(
+    accounts: int, paged: bool, typed: bool, bounded_from: bool, bounded_to: bool
+) -> Select[Any]:
+    """The entries query for this many accounts and these filters, built once: its values are
+    bound parameters, so a page costs no statement building (and leaves no garbage behind)."""
+    t = tables.transfers
+    limit = bindparam("limit", type_=BigInteger)
+    parts = []
+    for i in range(accounts):
+        account = bindparam(f"account_{i}", type_=BigInteger)
+        for column in (t.c.debit_account_id, t.c.credit_account_id):
+            query = select(t, account.label("entry_account_id")).where(column == account)
+            if paged:
+                before_id = bindparam("before_id", type_=BigInteger)
+                query = query.where(
+                    or_(
+                        t.c.id < before_id,
+                        and_(
+                            t.c.id == before_id,
+                            account < bindparam("before_account", type_=BigInteger),
+                        ),
+                    )
+                )
+            if typed:
+                query = query.where(t.c.type.in_(bindparam("types", expanding=True)))
+            if bounded_from:
+                query = query.where(
+                    t.c.created_at >= bindparam("created_from", type_=t.c.created_at.type)
+                )
+            if bounded_to:
+                query = query.where(
+                    t.c.created_at < bindparam("created_to", type_=t.c.created_at.type)
+                )
+            parts.append(query.order_by(t.c.id.desc()).limit(limit).subquery().select())
+    merged = union_all(*parts).subquery()
+    return (
+        select(merged).order_by(merged.c.id.desc(), merged.c.entry_account_id.desc()).limit(limit)
+    )
 
 
 @dataclass(frozen=True, slots=True)

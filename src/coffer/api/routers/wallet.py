@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -10,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from coffer import ledger
 from coffer.api import errors
-from coffer.api.csv_stream import csv_response
+from coffer.api.csv_stream import csv_chunks, csv_response
 from coffer.api.deps import (
     DatabaseDep,
     SettingsDep,
@@ -31,6 +33,7 @@ from coffer.api.pagination import (
     page,
     time_range,
 )
+from coffer.db import Database
 from coffer.errors import ValidationFailed
 from coffer.kit.clock import rfc3339
 from coffer.payments import flows
@@ -147,8 +150,31 @@ def transactions_csv(
     start, end = time_range(created_from, created_to)
     types = parse_types(type_)
 
+    chunks = statement_csv_lines(
+        database, user_id, types=types, asset=asset, created_from=start, created_to=end
+    )
+    return csv_response(chunks, filename="transactions.csv")
+
+
+def statement_csv_lines(
+    database: Database,
+    user_id: str,
+    *,
+    types: list[str] | None = None,
+    asset: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    page_size: int = history.PAGE_SIZE_MAX,
+) -> Iterator[str]:
+    """The user's statement as CSV, a chunk of rows at a time (memory: one page)."""
     lines = history.iter_statement(
-        database.read, user_id, types=types, asset=asset, created_from=start, created_to=end
+        database.read,
+        user_id,
+        types=types,
+        asset=asset,
+        created_from=created_from,
+        created_to=created_to,
+        page_size=page_size,
     )
     rows = (
         (
@@ -166,7 +192,7 @@ def transactions_csv(
         )
         for line in lines
     )
-    return csv_response(CSV_COLUMNS, rows, filename="transactions.csv")
+    return csv_chunks(CSV_COLUMNS, rows)
 
 
 @router.post(
