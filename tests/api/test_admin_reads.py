@@ -140,6 +140,7 @@ def test_user_ledger_and_its_summary(api: Api) -> None:
     summary = body["summary"]
     assert summary["total_purchased"] == 600
     assert summary["current_balance"] == 600 - 150
+    assert summary["total_gifts_sent"] == 150  # every share: the host's, and the platform's fee
     assert summary["net_flow"] == (
         summary["total_purchased"]
         + summary["total_gifts_received"]

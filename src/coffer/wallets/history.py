@@ -18,6 +18,7 @@ from coffer import ledger
 from coffer.ledger import Account, Entry, Phase
 
 USER_KINDS = ("wallet", "earnings")
+GIFT_LEG_TYPES = ("gift", "commission", "fee")
 PAGE_SIZE_MAX = 500
 
 _STATUS_BY_PHASE = {
@@ -120,7 +121,10 @@ def balance(session: Session, user_id: str) -> Balance:
         if account.kind == "wallet":
             if total.type in ("purchase", "bonus"):
                 purchased += total.credits
-            elif total.type == "gift":
+            elif total.type in GIFT_LEG_TYPES:
+                # A gift debits the sender's wallet once per share: the host's (`gift`), the
+                # agency's (`commission`) and the platform's (`fee`). Calls take their shares
+                # from a clearing account, so from a wallet these three are gifts alone.
                 gifts_sent += total.debits
         else:
             earned += total.credits
