@@ -2,10 +2,8 @@
 
 The payment, gift, user and circulation figures are `GET /admin/stats`'s (coffer.audit.stats).
 Queue counts are of bounded pages (`COUNT_MAX`): a queue of 500 or more shows as "500+", which
-is all an operator needs from a tile, and no tile scans a table. Until the payments analytics
-(`GET /admin/analytics/payments`) land, the chart covers the last `CHART_DAYS` days, grouped by
-day here from the payment orders of that range (at most `CHART_ORDERS_MAX` of them, newest
-first; the page says when it was cut short).
+is all an operator needs from a tile, and no tile scans a table. The chart is the payments
+analytics' (`GET /admin/analytics/payments`) over the last `CHART_DAYS` UTC days.
 """
 
 from __future__ import annotations
@@ -18,15 +16,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from coffer import alerts, outbound
+from coffer.analytics import payments as analytics
 from coffer.audit import stats as audit_stats
 from coffer.db import Database
 from coffer.kyc import service as kyc
-from coffer.payments import service as payments
 from coffer.payouts import service as payouts
 
 COUNT_MAX = 500
 CHART_DAYS = 30
-CHART_ORDERS_MAX = 5_000
 _PAGE_MAX = 500
 SETTLED = ("succeeded", "partially_refunded", "refunded", "disputed")
 
@@ -63,7 +60,6 @@ class Chart:
     succeeded: list[int]
     failed: list[int]
     success_rate: list[float | None]
-    truncated: bool
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -106,22 +102,10 @@ def tiles(database: Database, *, now: datetime) -> Tiles:
     return made
 
 
-def _orders_since(session: Session, since: datetime) -> tuple[list[payments.PaymentOrder], bool]:
-    found: list[payments.PaymentOrder] = []
-    before = None
-    while len(found) < CHART_ORDERS_MAX:
-        page, has_more = payments.list_orders(
-            session, limit=_PAGE_MAX, before=before, created_from=since
-        )
-        found.extend(page)
-        if not has_more:
-            return found, False
-        before = (page[-1].created_at, page[-1].id)
-    return found, True
-
-
 def chart(database: Database, *, now: datetime) -> Chart:
-    """Per day of the last CHART_DAYS: orders paid and failed, volume by currency, the rate."""
+    """Per UTC day of the last CHART_DAYS: orders paid and failed, volume by currency and the
+    success rate, from the payments analytics (`GET /admin/analytics/payments`), so the chart
+    and the API define every figure the same way."""
     start = (now - timedelta(days=CHART_DAYS - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
@@ -130,17 +114,17 @@ def chart(database: Database, *, now: datetime) -> Chart:
     succeeded, failed = [0] * CHART_DAYS, [0] * CHART_DAYS
     volume: dict[str, list[int]] = {}
     with database.read() as session:
-        orders, truncated = _orders_since(session, start)
-    for order in orders:
-        i = index.get(order.created_at.date().isoformat())
+        report = analytics.payment_report(
+            session, start=start, end=now, group_by="day", tz=analytics.zone("UTC")
+        )
+    for bucket in report.buckets:
+        i = index.get(bucket.start.date().isoformat())
         if i is None:
             continue
-        if order.status in SETTLED:
-            succeeded[i] += 1
-            volume.setdefault(order.currency, [0] * CHART_DAYS)[i] += order.amount
-        elif order.status in ("failed", "cancelled"):
-            failed[i] += 1
-    rate: list[float | None] = [
-        round(s / (s + f), 4) if s + f else None for s, f in zip(succeeded, failed, strict=True)
-    ]
-    return Chart(days, volume, succeeded, failed, rate, truncated)
+        succeeded[i] += bucket.tally.succeeded
+        failed[i] += bucket.tally.failed
+        volume.setdefault(bucket.currency, [0] * CHART_DAYS)[i] += bucket.tally.volume
+    rate = [analytics.ratio(s, s + f) for s, f in zip(succeeded, failed, strict=True)]
+    return Chart(
+        days, volume, succeeded, failed, [None if r is None else round(r, 4) for r in rate]
+    )
