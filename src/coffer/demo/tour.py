@@ -377,6 +377,12 @@ class Tour(Caller):
         for order in orders:
             statuses[order["status"]] = statuses.get(order["status"], 0) + 1
         top = gifts["top_receivers"][0] if gifts["top_receivers"] else {"receiver_id": "-"}
+        stats = self.http("GET", "/admin/stats", token=self.admin)
+        expect("the stats' payment count", stats["payments"]["count"], len(self.orders))
+        expect("the stats' gift count", stats["gifts"]["count"], len(self.gifts_sent))
+        moved = self.http(
+            "GET", "/admin/transactions", token=self.admin, params={"type": "gift", "limit": 1}
+        )["summary"]
         return [
             f"audit log: {len(log)} operator actions ({', '.join(actions)})",
             f"gifts: {gifts['count']} for {gifts['diamonds']} diamonds, "
@@ -384,6 +390,11 @@ class Tour(Caller):
             f"payment orders: {len(orders)} ("
             + ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
             + ")",
+            f"stats: {stats['platform']['total_users']} users, "
+            f"{stats['platform']['diamonds_in_circulation']} diamonds in circulation, "
+            f"{stats['transactions']['count']} transfers in the last 30 days",
+            "transactions of type gift: "
+            + ", ".join(f"{line['count']} {line['status']} for {line['sum']}" for line in moved),
         ]
 
     def verify(self) -> list[str]:
