@@ -1,6 +1,6 @@
 """The events outbox: every change a client cares about, in the same commit as the change."""
 
-from coffer.events.live import Hub, Subscription, TooManyStreams
+from coffer.events.live import ANY_USER_PREFIX, Hub, Subscription, TooManyStreams
 from coffer.events.retention import horizon, purge
 from coffer.events.service import (
     NOTIFY_CHANNEL,
@@ -14,6 +14,7 @@ from coffer.events.service import (
 from coffer.events.streams import IDLE, Reset, Start, begin, follow
 
 __all__ = [
+    "ANY_USER_PREFIX",
     "IDLE",
     "NOTIFY_CHANNEL",
     "TYPES",

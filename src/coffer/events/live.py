@@ -39,6 +39,9 @@ from coffer.events.service import NOTIFY_CHANNEL, latest_id, users_after
 log = structlog.get_logger(__name__)
 
 REDIS_CHANNEL = "coffer:events"
+# A subscription keyed by this prefix is woken by anyone's events (the operators' console:
+# its live tiles re-read their figures); no user id can start with it.
+ANY_USER_PREFIX = "*"
 POLL_S = 5.0
 SCAN_LIMIT = 10_000
 CONNECTIONS_PER_USER_MAX = 5
@@ -240,6 +243,13 @@ class Hub:
         self._last_seen = last
         with self._lock:
             woken = [s for user in users for s in self._subscriptions.get(user, ())]
+            if users:
+                woken += [
+                    s
+                    for key, mine in self._subscriptions.items()
+                    if key.startswith(ANY_USER_PREFIX)
+                    for s in mine
+                ]
         for subscription in woken:
             subscription.notify()
         self._wake_opened_since(opened)

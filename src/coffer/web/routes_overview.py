@@ -1,22 +1,31 @@
-"""The overview: live tiles (refreshed by htmx every few seconds), the payments chart and the
-books' invariants report."""
+"""The overview: live tiles, the payments chart and the books' invariants report.
+
+The tiles are live from the event stream: `/console/live` is a Server-Sent Events stream that
+says "changed" whenever events are committed anywhere (the hub's wake-ups, which cross
+processes through LISTEN/NOTIFY or Redis), and the page's script then has htmx re-read the
+tiles (at most once a second). A slow timer re-reads them too, should the stream drop."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
-from coffer import ledger
+from coffer import events, ledger
 from coffer.audit.verify import verify_books
 from coffer.web import overview, state
 from coffer.web.render import done, page
 from coffer.web.session import FormDep, OperatorDep
 
 router = APIRouter()
-TILES_REFRESH_S = 5
+TILES_REFRESH_S = 30  # the safety net; the event stream refreshes them as things happen
+LIVE_PING_S = 15
+LIVE_RETRY_MS = 3_000
 # The invariants are checked over every transfer; on a large book that takes a while, so the
 # overview shows the last report while it is this fresh and an operator may ask for a new one.
 VERIFY_FRESH_S = 300
@@ -67,6 +76,29 @@ def tiles_partial(request: Request, operator: OperatorDep) -> Response:
         operator,
         tiles=overview.tiles(state.database(request), now=now),
         refresh_s=TILES_REFRESH_S,
+    )
+
+
+@router.get("/live")
+async def live(request: Request, operator: OperatorDep) -> EventSourceResponse:
+    """`event: changed` after events were committed (no payload: the tiles re-read)."""
+    hub: events.Hub = request.app.state.hub
+    subscription = hub.open(f"{events.ANY_USER_PREFIX}{operator.key_id}")
+
+    async def body() -> Any:
+        try:
+            yield ServerSentEvent(comment="coffer console", retry=LIVE_RETRY_MS)
+            while not subscription.stopped:
+                if await subscription.wait(LIVE_PING_S):
+                    yield ServerSentEvent(event="changed", data="")
+        finally:
+            hub.release(subscription)
+
+    return EventSourceResponse(
+        body(),
+        ping=LIVE_PING_S,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(hub.release, subscription),
     )
 
 

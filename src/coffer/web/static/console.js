@@ -72,6 +72,22 @@
       if (chart) { chart.resize(); }
     });
   });
-  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+  // Live tiles: the console's event stream says "changed" when events are committed anywhere;
+  // the tiles are then re-read through htmx, at most once a second.
+  function followLive() {
+    var tiles = document.getElementById("tiles");
+    if (!tiles || !tiles.dataset.live || typeof window.EventSource === "undefined") { return; }
+    var source = new EventSource(tiles.dataset.live);
+    var pending = null;
+    source.addEventListener("changed", function () {
+      if (pending !== null) { return; }
+      pending = window.setTimeout(function () {
+        pending = null;
+        if (window.htmx && document.getElementById("tiles")) { window.htmx.trigger("#tiles", "refresh"); }
+      }, 1000);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); followLive(); });
   document.addEventListener("htmx:afterSwap", function (event) { drawCharts(event.target); });
 })();
