@@ -5,12 +5,11 @@ Every paired check of a write raises `InvariantViolated` before the caller can c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from coffer.ledger.errors import InvariantViolated
 from coffer.ledger.repository._common import (
@@ -26,8 +25,6 @@ from coffer.ledger.repository._common import (
     _sqlite_datetime,
 )
 from coffer.ledger.tables import (
-    account_totals,
-    daily_totals,
     holds,
 )
 from coffer.ledger.types import HoldStatus, Phase
@@ -48,8 +45,9 @@ def write_batch(
     """Write a batch's decisions: its transfers, the holds they open and resolve, each account
     that changed (guarded by the counters it was read with) and the chain head.
 
-    On PostgreSQL: one COPY for the transfers, then one statement that updates the accounts
-    and the chain head (after the holds' statements, in the same pipeline, when there are any).
+    On PostgreSQL: one COPY for the transfers, then one pipeline: the holds' statements (when
+    there are any), the running totals' two upserts, and one statement that updates the
+    accounts and the chain head.
     Every paired assertion is checked before this returns, so before the caller can commit.
     """
     assert rows, "an empty batch writes nothing"
@@ -61,22 +59,23 @@ def write_batch(
         _sqlite_resolve_holds(conn, resolutions)
         _sqlite_update_accounts(conn, changed)
         _sqlite_update_chain(conn, head)
-        _write_totals(conn, rows)
+        _sqlite_add_totals(conn, _Totals.of(rows))
         return
     _pg_copy_transfers(conn, rows)
     pg = _driver(conn)
     finish_params = (*_account_columns(changed), *_chain_params(head))
+    totals = _Totals.of(rows)
     with _driver_errors(conn, _PG_FINISH_BATCH):
         finished = pg.cursor()
-        if pending_rows or resolutions:
-            with pg.pipeline():
-                if pending_rows:
-                    pg.cursor().execute(_PG_INSERT_HOLDS, _hold_columns(pending_rows, hold_types))
-                if resolutions:
-                    resolved = pg.cursor()
-                    resolved.execute(_PG_RESOLVE_HOLDS, _resolution_columns(resolutions))
-                finished.execute(_PG_FINISH_BATCH, finish_params)
-        else:
+        # One round trip: the holds' statements, the running totals and the final statement.
+        with pg.pipeline():
+            if pending_rows:
+                pg.cursor().execute(_PG_INSERT_HOLDS, _hold_columns(pending_rows, hold_types))
+            if resolutions:
+                resolved = pg.cursor()
+                resolved.execute(_PG_RESOLVE_HOLDS, _resolution_columns(resolutions))
+            pg.cursor().execute(_PG_ADD_ACCOUNT_TOTALS, totals.account_columns())
+            pg.cursor().execute(_PG_ADD_DAILY_TOTALS, totals.daily_columns())
             finished.execute(_PG_FINISH_BATCH, finish_params)
         finish = finished.fetchone()
     if resolutions:
@@ -87,66 +86,112 @@ def write_batch(
     # Paired assertion: every row we decided on was exactly as we read it under the lock.
     _expect_rows(accounts_updated, len(changed), "accounts updated")
     _expect_rows(chain_updated, 1, "chain heads updated")
-    _write_totals(conn, rows)
 
 
-def _write_totals(conn: Connection, rows: Sequence[TransferRow]) -> None:
-    """Add the batch's transfers to the running totals: one upsert per table, each key once
-    (a statement may not touch a row twice), under the chain head like everything else."""
-    by_account: dict[tuple[int, str, str], list[int]] = {}
-    by_day: dict[tuple[date, str, str, str], list[int]] = {}
-    for r in rows:
-        debit = by_account.setdefault((r.debit_account_id, r.type, r.phase), [0, 0, 0, 0])
-        debit[0] += 1
-        debit[1] += r.amount
-        credit = by_account.setdefault((r.credit_account_id, r.type, r.phase), [0, 0, 0, 0])
-        credit[2] += 1
-        credit[3] += r.amount
-        day = r.created_at.astimezone(UTC).date()
-        daily = by_day.setdefault((day, r.asset, r.type, r.phase), [0, 0])
-        daily[0] += 1
-        daily[1] += r.amount
-    upsert = pg_insert if _is_postgres(conn) else sqlite_insert
-    accounts = upsert(account_totals)
-    conn.execute(
-        accounts.on_conflict_do_update(
-            index_elements=["account_id", "type", "phase"],
-            set_={
-                name: account_totals.c[name] + accounts.excluded[name]
-                for name in ("debit_count", "debit_amount", "credit_count", "credit_amount")
-            },
-        ),
-        [
-            {
-                "account_id": account_id,
-                "type": type_,
-                "phase": phase,
-                "debit_count": v[0],
-                "debit_amount": v[1],
-                "credit_count": v[2],
-                "credit_amount": v[3],
-            }
-            for (account_id, type_, phase), v in by_account.items()
-        ],
-    )
-    days = upsert(daily_totals)
-    conn.execute(
-        days.on_conflict_do_update(
-            index_elements=["day", "asset", "type", "phase"],
-            set_={name: daily_totals.c[name] + days.excluded[name] for name in ("count", "amount")},
-        ),
-        [
-            {
-                "day": day,
-                "asset": asset,
-                "type": type_,
-                "phase": phase,
-                "count": v[0],
-                "amount": v[1],
-            }
-            for (day, asset, type_, phase), v in by_day.items()
-        ],
-    )
+@dataclass(slots=True)
+class _Totals:
+    """A batch's transfers summed per running-total key (each key once: a statement may not
+    touch a row twice)."""
+
+    # (account, type, phase) -> [debit count, debit amount, credit count, credit amount]
+    by_account: dict[tuple[int, str, str], list[int]]
+    # (UTC day, asset, type, phase) -> [count, amount]
+    by_day: dict[tuple[date, str, str, str], list[int]]
+
+    @classmethod
+    def of(cls, rows: Sequence[TransferRow]) -> _Totals:
+        by_account: dict[tuple[int, str, str], list[int]] = {}
+        by_day: dict[tuple[date, str, str, str], list[int]] = {}
+        days: dict[datetime, date] = {}  # a batch's rows share one created_at
+        for r in rows:
+            debit = by_account.get((r.debit_account_id, r.type, r.phase))
+            if debit is None:
+                debit = by_account[r.debit_account_id, r.type, r.phase] = [0, 0, 0, 0]
+            debit[0] += 1
+            debit[1] += r.amount
+            credit = by_account.get((r.credit_account_id, r.type, r.phase))
+            if credit is None:
+                credit = by_account[r.credit_account_id, r.type, r.phase] = [0, 0, 0, 0]
+            credit[2] += 1
+            credit[3] += r.amount
+            day = days.get(r.created_at)
+            if day is None:
+                day = days[r.created_at] = r.created_at.astimezone(UTC).date()
+            daily = by_day.get((day, r.asset, r.type, r.phase))
+            if daily is None:
+                daily = by_day[day, r.asset, r.type, r.phase] = [0, 0]
+            daily[0] += 1
+            daily[1] += r.amount
+        return cls(by_account, by_day)
+
+    def account_columns(self) -> tuple[Any, ...]:
+        keys, sums = self.by_account.keys(), self.by_account.values()
+        return (
+            ",".join(str(k[0]) for k in keys),
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            *(",".join(str(v[i]) for v in sums) for i in range(4)),
+        )
+
+    def daily_columns(self) -> tuple[Any, ...]:
+        keys, sums = self.by_day.keys(), self.by_day.values()
+        return (
+            ",".join(k[0].isoformat() for k in keys),
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            [k[3] for k in keys],
+            *(",".join(str(v[i]) for v in sums) for i in range(2)),
+        )
+
+
+_PG_ADD_ACCOUNT_TOTALS = """
+INSERT INTO ledger_account_totals AS t
+    (account_id, type, phase, debit_count, debit_amount, credit_count, credit_amount)
+SELECT * FROM unnest(string_to_array(%s, ',')::bigint[], %s::varchar[], %s::varchar[],
+                     string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[],
+                     string_to_array(%s, ',')::bigint[], string_to_array(%s, ',')::bigint[])
+ON CONFLICT (account_id, type, phase) DO UPDATE SET
+    debit_count = t.debit_count + EXCLUDED.debit_count,
+    debit_amount = t.debit_amount + EXCLUDED.debit_amount,
+    credit_count = t.credit_count + EXCLUDED.credit_count,
+    credit_amount = t.credit_amount + EXCLUDED.credit_amount
+"""
+_PG_ADD_DAILY_TOTALS = """
+INSERT INTO ledger_daily_totals AS t (day, asset, type, phase, count, amount)
+SELECT * FROM unnest(string_to_array(%s, ',')::date[], %s::varchar[], %s::varchar[],
+                     %s::varchar[], string_to_array(%s, ',')::bigint[],
+                     string_to_array(%s, ',')::bigint[])
+ON CONFLICT (day, asset, type, phase) DO UPDATE SET
+    count = t.count + EXCLUDED.count, amount = t.amount + EXCLUDED.amount
+"""
+_SQLITE_ADD_ACCOUNT_TOTALS = """
+INSERT INTO ledger_account_totals
+    (account_id, type, phase, debit_count, debit_amount, credit_count, credit_amount)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (account_id, type, phase) DO UPDATE SET
+    debit_count = debit_count + excluded.debit_count,
+    debit_amount = debit_amount + excluded.debit_amount,
+    credit_count = credit_count + excluded.credit_count,
+    credit_amount = credit_amount + excluded.credit_amount
+"""
+_SQLITE_ADD_DAILY_TOTALS = """
+INSERT INTO ledger_daily_totals (day, asset, type, phase, count, amount)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (day, asset, type, phase) DO UPDATE SET
+    count = count + excluded.count, amount = amount + excluded.amount
+"""
+
+
+def _sqlite_add_totals(conn: Connection, totals: _Totals) -> None:
+    with _driver_errors(conn, _SQLITE_ADD_ACCOUNT_TOTALS):
+        cursor = _driver(conn).cursor()
+        cursor.executemany(
+            _SQLITE_ADD_ACCOUNT_TOTALS, [(*k, *v) for k, v in totals.by_account.items()]
+        )
+        cursor.executemany(
+            _SQLITE_ADD_DAILY_TOTALS,
+            [(k[0].isoformat(), k[1], k[2], k[3], *v) for k, v in totals.by_day.items()],
+        )
 
 
 _PENDING = Phase.PENDING.value
