@@ -336,3 +336,25 @@ def test_the_tiles_follow_the_event_stream(page: Page, console: Console) -> None
     expect(page.locator("[data-tile=gifts]")).to_have_text(str(before + 1), timeout=8_000)
     with console.api() as api:  # the stream asks for a signed-in console session
         assert api.get(f"{console.root}/console/live").status_code in (303, 401, 403)
+
+
+def test_every_screen_opens(page: Page, console: Console) -> None:
+    signed_in(page, console)
+    for path in (
+        "/console/transactions",
+        "/console/users",
+        "/console/users/fan",
+        "/console/kyc?status=all",
+        "/console/payouts",
+        "/console/payouts?status=failed",
+        "/console/escrows",
+        "/console/disputes",
+        "/console/webhooks",
+        "/console/alerts",
+        "/console/audit-log",
+    ):
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        expect(page.locator("h1")).to_be_visible()
+    response = page.goto("/console/payouts?cursor=not-a-cursor")
+    assert response is not None and response.status == 400  # refused, with its reason

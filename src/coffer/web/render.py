@@ -3,6 +3,7 @@ page, and the refusal page an operator sees when a service says no."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from coffer.errors import CofferError
 from coffer.ledger import LedgerError
+from coffer.web import paging, state
 from coffer.web.session import CSRF_FIELD, CSRF_HEADER, Operator
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -130,3 +132,30 @@ NOTICES = {
     "verified": "Books verified.",
     "signed_out": "Signed out.",
 }
+
+
+def keyset_list(
+    request: Request,
+    operator: Operator,
+    *,
+    template: str,
+    name: str,
+    lister: Callable[..., tuple[list[Any], bool]],
+    cursor: str | None,
+    at: str = "created_at",
+    id_: str = "id",
+    context: dict[str, Any] | None = None,
+    **filters: Any,
+) -> Response:
+    """A console list page: `lister(session, limit, before, **filters)` from the cursor's
+    position, newest first, as `name` in `template` with the next page's cursor."""
+    try:
+        before = paging.time_position(cursor)
+    except CofferError as exc:
+        return refused(request, operator, exc)
+    with state.database(request).read() as session:
+        found, has_more = lister(session, limit=paging.PAGE_SIZE, before=before, **filters)
+    last = found[-1] if found else None
+    next_cursor = last and paging.next_time_cursor(getattr(last, at), getattr(last, id_), has_more)
+    values: dict[str, Any] = {name: found, "next_cursor": next_cursor, **(context or {})}
+    return page(request, template, operator, **values)

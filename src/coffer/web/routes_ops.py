@@ -22,7 +22,7 @@ from coffer.payments import disputes
 from coffer.payouts import flows as payout_flows
 from coffer.payouts import service as payouts
 from coffer.web import paging, state
-from coffer.web.render import done, page, refused
+from coffer.web.render import done, keyset_list, refused
 from coffer.web.routes_users import UserIdPath
 from coffer.web.session import FormDep, OperatorDep
 
@@ -46,25 +46,17 @@ def kyc_queue(
     status: KycStatus | Literal["all"] = "submitted",
     cursor: CursorQuery = None,
 ) -> Response:
-    try:
-        before = paging.time_position(cursor)
-    except CofferError as exc:
-        return refused(request, operator, exc)
-    with state.database(request).read() as session:
-        found, has_more = kyc.list_kyc(
-            session,
-            limit=paging.PAGE_SIZE,
-            before=before,
-            status=None if status == "all" else status,
-        )
-    last = found[-1] if found else None
-    return page(
+    return keyset_list(
         request,
-        "kyc.html",
         operator,
-        records=found,
-        status=status,
-        next_cursor=last and paging.next_time_cursor(last.submitted_at, last.user_id, has_more),
+        template="kyc.html",
+        name="records",
+        lister=kyc.list_kyc,
+        cursor=cursor,
+        at="submitted_at",
+        id_="user_id",
+        context={"status": status},
+        status=None if status == "all" else status,
     )
 
 
@@ -105,23 +97,15 @@ def payout_list(
     status: PayoutStatus | None = None,
     cursor: CursorQuery = None,
 ) -> Response:
-    try:
-        before = paging.time_position(cursor)
-    except CofferError as exc:
-        return refused(request, operator, exc)
-    with state.database(request).read() as session:
-        found, has_more = payouts.list_payouts(
-            session, limit=paging.PAGE_SIZE, before=before, status=status
-        )
-    last = found[-1] if found else None
-    return page(
+    return keyset_list(
         request,
-        "payouts.html",
         operator,
-        payouts=found,
+        template="payouts.html",
+        name="payouts",
+        lister=payouts.list_payouts,
+        cursor=cursor,
+        context={"status": status, "form_key": secrets.token_urlsafe(18)},
         status=status,
-        form_key=secrets.token_urlsafe(18),
-        next_cursor=last and paging.next_time_cursor(last.created_at, last.id, has_more),
     )
 
 
@@ -164,23 +148,15 @@ def escrow_list(
     status: EscrowStatus | None = None,
     cursor: CursorQuery = None,
 ) -> Response:
-    try:
-        before = paging.time_position(cursor)
-    except CofferError as exc:
-        return refused(request, operator, exc)
-    with state.database(request).read() as session:
-        found, has_more = escrows.list_escrows(
-            session, limit=paging.PAGE_SIZE, before=before, status=status
-        )
-    last = found[-1] if found else None
-    return page(
+    return keyset_list(
         request,
-        "escrows.html",
         operator,
-        escrows=found,
+        template="escrows.html",
+        name="escrows",
+        lister=escrows.list_escrows,
+        cursor=cursor,
+        context={"status": status, "form_key": secrets.token_urlsafe(18)},
         status=status,
-        form_key=secrets.token_urlsafe(18),
-        next_cursor=last and paging.next_time_cursor(last.created_at, last.id, has_more),
     )
 
 
@@ -238,20 +214,13 @@ def dispute_list(
     status: DisputeStatus | None = None,
     cursor: CursorQuery = None,
 ) -> Response:
-    try:
-        before = paging.time_position(cursor)
-    except CofferError as exc:
-        return refused(request, operator, exc)
-    with state.database(request).read() as session:
-        found, has_more = disputes.list_disputes(
-            session, limit=paging.PAGE_SIZE, before=before, status=status
-        )
-    last = found[-1] if found else None
-    return page(
+    return keyset_list(
         request,
-        "disputes.html",
         operator,
-        disputes=found,
+        template="disputes.html",
+        name="disputes",
+        lister=disputes.list_disputes,
+        cursor=cursor,
+        context={"status": status},
         status=status,
-        next_cursor=last and paging.next_time_cursor(last.created_at, last.id, has_more),
     )
