@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -56,13 +56,13 @@ class TransactionPageOut(BaseModel):
     summary: list[SummaryLineOut]
 
 
-def _filters(
-    user_id: str | None,
-    type_: str | None,
-    status: str | None,
-    asset: str | None,
-    created_from: str | None,
-    created_to: str | None,
+async def _filters(
+    user_id: UserFilter = None,
+    type_: TypeFilter = None,
+    status: StatusFilter = None,
+    asset: AssetFilter = None,
+    created_from: Annotated[TimeBound, Query(alias="from")] = None,
+    created_to: Annotated[TimeBound, Query(alias="to")] = None,
 ) -> transactions.TransactionFilters:
     start, end = time_range(created_from, created_to)
     statuses = parse_types(status, name="status")
@@ -84,6 +84,9 @@ def _filters(
     )
 
 
+FiltersDep = Annotated[transactions.TransactionFilters, Depends(_filters)]
+
+
 def _before_id(cursor: str | None) -> int | None:
     value = decode_cursor(cursor)
     if value is None:
@@ -100,16 +103,10 @@ def _before_id(cursor: str | None) -> int | None:
 def list_transactions(
     _: AdminPrincipal,
     database: DatabaseDep,
-    user_id: UserFilter = None,
-    type_: TypeFilter = None,
-    status: StatusFilter = None,
-    asset: AssetFilter = None,
-    created_from: Annotated[TimeBound, Query(alias="from")] = None,
-    created_to: Annotated[TimeBound, Query(alias="to")] = None,
+    filters: FiltersDep,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> TransactionPageOut:
-    filters = _filters(user_id, type_, status, asset, created_from, created_to)
     before_id = _before_id(cursor)
     with database.read() as session:
         page = transactions.search(session, filters, limit=limit, before_id=before_id)
@@ -131,16 +128,8 @@ def list_transactions(
     response_class=StreamingResponse,
 )
 def transactions_csv(
-    _: AdminPrincipal,
-    database: DatabaseDep,
-    user_id: UserFilter = None,
-    type_: TypeFilter = None,
-    status: StatusFilter = None,
-    asset: AssetFilter = None,
-    created_from: Annotated[TimeBound, Query(alias="from")] = None,
-    created_to: Annotated[TimeBound, Query(alias="to")] = None,
+    _: AdminPrincipal, database: DatabaseDep, filters: FiltersDep
 ) -> StreamingResponse:
-    filters = _filters(user_id, type_, status, asset, created_from, created_to)
     return csv_response(csv_lines(database, filters), filename="transactions.csv")
 
 
