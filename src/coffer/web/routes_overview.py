@@ -7,6 +7,7 @@ tiles (at most once a second). A slow timer re-reads them too, should the stream
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,7 +89,9 @@ async def live(request: Request, operator: OperatorDep) -> EventSourceResponse:
     async def body() -> Any:
         try:
             yield ServerSentEvent(comment="coffer console", retry=LIVE_RETRY_MS)
-            while not subscription.stopped:
+            # The session was checked when the stream opened; it ends with the session, and
+            # the browser's reconnect is checked again (a revoked key gets no new stream).
+            while not subscription.stopped and time.time() < operator.expires_at_s:
                 if await subscription.wait(LIVE_PING_S):
                     yield ServerSentEvent(event="changed", data="")
         finally:
