@@ -37,3 +37,40 @@ def test_a_fresh_database_is_at_head_with_the_chain_row(tmp_path: Path) -> None:
         assert [tuple(r) for r in rows] == [(1, 0)]
     finally:
         fresh.dispose()
+
+
+def test_the_running_totals_migration_fills_them_from_the_transfers(db: Database) -> None:
+    """A book made before 0012: its totals are rebuilt from its transfers, and verify agrees
+    (each database computes the UTC day in its own SQL)."""
+    from alembic import command
+
+    from coffer import ledger
+    from coffer.db.migrate import alembic_config
+    from tests.ledger.factories import define_assets, fund, system, wallet
+
+    book = db
+    try:
+        with book.unit_of_work() as s:
+            define_assets(s)
+            alice, bob = wallet(s, "alice"), wallet(s, "bob")
+            fund(s, alice, 500)
+            ledger.transfer(
+                s, debit_account_id=alice.id, credit_account_id=bob.id, amount=70, type="gift"
+            )
+            hold = ledger.create_hold(
+                s, debit_account_id=alice.id, credit_account_id=bob.id, amount=5, type="call"
+            )
+            ledger.void_hold(s, hold_id=hold.id)
+            system(s)
+        command.downgrade(alembic_config(book), "0011")  # as the book stood before the totals
+        migrate(book)
+        with book.snapshot() as s:
+            report = ledger.verify(s)
+            assert report.ok, report.as_dict()
+            totals = ledger.totals_by_type(s, account_ids=[alice.id])
+        assert {(t.type, t.debits, t.credits) for t in totals} == {
+            ("purchase", 0, 500),
+            ("gift", 70, 0),
+        }
+    finally:
+        migrate(book)  # the shared database goes back to head whatever happened
