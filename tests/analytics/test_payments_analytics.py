@@ -298,12 +298,16 @@ def test_the_floor_alert_fires_once_per_crossing(api: Api) -> None:
     for _ in range(36):  # 37 of 40: 92.5 %
         paid(api, "cy")
     assert floor_check(api) == "recovered"
+    [resolved] = api.client.get("/admin/alerts", headers=api.admin()).json()["data"]
+    assert resolved["id"] == alert["id"] and resolved["resolved_at"] is not None
     assert floor_check(api) == "unchanged"
     assert alert_count(api) == 1
     for _ in range(4):  # 37 of 44: 84 %
         failed(api, "dee")
     assert floor_check(api) == "fired"
     assert (alert_count(api), alert_events(api)) == (2, 2)
+    newest, oldest = api.client.get("/admin/alerts", headers=api.admin()).json()["data"]
+    assert newest["resolved_at"] is None and oldest["resolved_at"] is not None
     with api.database.read() as session:
         state = session.execute(select(alert_states)).one()
     assert state.state == "firing" and state.attempts == 44

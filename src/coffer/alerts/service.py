@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
 from coffer.alerts.tables import alerts
@@ -53,6 +53,17 @@ def raise_alert(
             created_at=now,
         )
     )
+
+
+def resolve_alerts(
+    session: Session, *, kind: str, now: datetime, subject_id: str | None = None
+) -> int:
+    """Mark the open alerts of `kind` (and `subject_id`, when given) resolved at `now`; how many."""
+    query = update(alerts).where(alerts.c.kind == kind, alerts.c.resolved_at.is_(None))
+    if subject_id is not None:
+        query = query.where(alerts.c.subject_id == subject_id)
+    result = session.execute(query.values(resolved_at=now))
+    return result.rowcount if isinstance(result, CursorResult) else 0
 
 
 def list_alerts(

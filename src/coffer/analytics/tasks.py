@@ -103,6 +103,7 @@ def _crossing_work(
         row, new_state = value
         _move_state(session, row, new_state, rate=rate, attempts=attempts, now=now)
         if new_state == "ok":
+            alerts.resolve_alerts(session, kind=ALERT_KIND, subject_id=KIND, now=now)
             return "recovered"
         message = (
             f"payment success rate {rate:.1%} is below its floor {floor:.1%} "
