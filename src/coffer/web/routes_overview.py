@@ -53,6 +53,32 @@ def _last_verified(request: Request) -> Verified:
     return last
 
 
+# The tiles' queries run again only when events were committed since they last ran (one
+# indexed max(id) tells) or they are `TILES_MAX_AGE_S` old (a delivery failing writes no
+# event), and each page asks at most once per `THROTTLE_MS` (console.js): a busy platform
+# costs a few tile reads a minute per operator, whatever its event rate.
+TILES_MAX_AGE_S = 10.0
+_TILES_STATE = "console_tiles"
+
+
+def _tiles(request: Request) -> overview.Tiles:
+    database = state.database(request)
+    with database.read() as session:
+        latest = events.latest_id(session)
+    cached: tuple[int, float, overview.Tiles] | None = getattr(
+        request.app.state, _TILES_STATE, None
+    )
+    if (
+        cached is not None
+        and cached[0] == latest
+        and time.monotonic() - cached[1] < TILES_MAX_AGE_S
+    ):
+        return cached[2]
+    made = overview.tiles(database, now=state.clock(request)())
+    setattr(request.app.state, _TILES_STATE, (latest, time.monotonic(), made))
+    return made
+
+
 @router.get("")
 def overview_page(request: Request, operator: OperatorDep) -> Response:
     now = state.clock(request)()
@@ -61,7 +87,7 @@ def overview_page(request: Request, operator: OperatorDep) -> Response:
         request,
         "overview.html",
         operator,
-        tiles=overview.tiles(database, now=now),
+        tiles=_tiles(request),
         chart=overview.chart(database, now=now),
         verified=_last_verified(request),
         refresh_s=TILES_REFRESH_S,
@@ -70,12 +96,11 @@ def overview_page(request: Request, operator: OperatorDep) -> Response:
 
 @router.get("/tiles")
 def tiles_partial(request: Request, operator: OperatorDep) -> Response:
-    now = state.clock(request)()
     return page(
         request,
         "_tiles.html",
         operator,
-        tiles=overview.tiles(state.database(request), now=now),
+        tiles=_tiles(request),
         refresh_s=TILES_REFRESH_S,
     )
 

@@ -73,18 +73,23 @@
     });
   });
   // Live tiles: the console's event stream says "changed" when events are committed anywhere;
-  // the tiles are then re-read through htmx, at most once a second.
+  // the tiles are then re-read through htmx, at most once every THROTTLE_MS, and always once
+  // after the last change (a change inside the window is read at its end, never dropped).
+  var THROTTLE_MS = 5000;
   function followLive() {
     var tiles = document.getElementById("tiles");
     if (!tiles || !tiles.dataset.live || typeof window.EventSource === "undefined") { return; }
     var source = new EventSource(tiles.dataset.live);
+    var last = 0;
     var pending = null;
+    function refresh() {
+      pending = null;
+      last = Date.now();
+      if (window.htmx && document.getElementById("tiles")) { window.htmx.trigger("#tiles", "refresh"); }
+    }
     source.addEventListener("changed", function () {
       if (pending !== null) { return; }
-      pending = window.setTimeout(function () {
-        pending = null;
-        if (window.htmx && document.getElementById("tiles")) { window.htmx.trigger("#tiles", "refresh"); }
-      }, 1000);
+      pending = window.setTimeout(refresh, Math.max(250, last + THROTTLE_MS - Date.now()));
     });
   }
 
