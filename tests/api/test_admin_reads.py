@@ -8,7 +8,7 @@ import csv
 import io
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coffer.api.app import API_PREFIX
@@ -115,9 +115,41 @@ def test_transactions_bad_filters_are_422(api: Api) -> None:
         {"user_id": "a b"},
         {"asset": "inr"},
         {"limit": 0},
+        {"limit": -1},
+        {"limit": 1.5},
+        {"limit": "ten"},
+        {"type": ",".join(f"t{i}" for i in range(21))},
+        {"status": ""},
     ):
         response = api.client.get("/admin/transactions", params=params, headers=api.admin())
         assert_error(response, 422, "validation_error")
+    response = api.client.get("/admin/transactions.csv?status=lost", headers=api.admin())
+    assert_error(response, 422, "validation_error")  # refused before a byte of CSV is sent
+
+
+def test_user_reads_and_stats_refuse_bad_input(api: Api) -> None:
+    _books(api)
+    admin = api.admin()
+    assert_error(api.client.get("/admin/users/nobody/balance", headers=admin), 404, "not_found")
+    assert_error(
+        api.client.get("/admin/users/a%20b/ledger", headers=admin), 422, "validation_error"
+    )
+    assert_error(
+        api.client.get("/admin/users/fan/balance?at=2026-13-01", headers=admin),
+        422,
+        "validation_error",
+    )
+    assert_error(
+        api.client.get("/admin/users/fan/balance?at=2026-12-01T10:00", headers=admin),
+        422,
+        "validation_error",
+    )  # no zone
+    for params in ({"from": "soon"}, {"from": "2026-02-02", "to": "2026-01-01"}):
+        response = api.client.get("/admin/stats", params=params, headers=admin)
+        assert_error(response, 422, "validation_error")
+    since = (datetime.now(UTC) - timedelta(days=10)).date().isoformat()
+    body = api.client.get("/admin/stats", params={"from": since}, headers=admin).json()
+    assert body["gifts"]["from"] == body["from"] and body["gifts"]["to"] == body["to"]
 
 
 def test_transactions_csv_streams_every_match(api: Api) -> None:

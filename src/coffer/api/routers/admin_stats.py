@@ -72,7 +72,9 @@ def stats(
             by_status=found.payments.by_status,
             volume=found.payments.volume,
         ),
-        gifts=GiftStatsOut.of(found.gifts),
+        gifts=GiftStatsOut.of(
+            found.gifts, created_from=found.created_from, created_to=found.created_to
+        ),
         transactions=TransactionsOut(
             count=sum(line.count for line in found.transactions),
             summary=[
