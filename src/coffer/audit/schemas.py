@@ -97,7 +97,6 @@ class UserLedgerOut(BaseModel):
 
     @classmethod
     def of(cls, view: UserLedger, *, next_cursor: str | None) -> UserLedgerOut:
-        s = view.summary
         return cls(
             user=UserOut.of(view.user, kyc_status=view.kyc_status, admin=True),
             accounts=[AccountOut.of(AccountBalance.of(a)) for a in view.accounts],
@@ -112,14 +111,7 @@ class UserLedgerOut(BaseModel):
                 gifts_received=[GiftOut.of(g) for g in view.gifts_received],
                 payouts=[PayoutOut.of(p) for p in view.payouts],
             ),
-            summary=LedgerSummaryOut(
-                current_balance=s.current_balance,
-                total_purchased=s.total_purchased,
-                total_gifts_sent=s.total_gifts_sent,
-                total_gifts_received=s.total_gifts_received,
-                total_withdrawn=s.total_withdrawn,
-                net_flow=s.net_flow,
-            ),
+            summary=LedgerSummaryOut.model_validate(view.summary, from_attributes=True),
         )
 
 

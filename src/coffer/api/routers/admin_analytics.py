@@ -78,7 +78,6 @@ class PaymentAnalyticsOut(BaseModel):
 
     @classmethod
     def of(cls, r: Report) -> PaymentAnalyticsOut:
-        latency = r.webhook_latency_ms
         return cls(
             start=r.start,
             end=r.end,
@@ -86,11 +85,10 @@ class PaymentAnalyticsOut(BaseModel):
             tz=r.tz,
             buckets=[BucketOut.of(b) for b in r.buckets],
             failure_reasons=[
-                FailureReasonOut(code=f.code, count=f.count, share=f.share)
-                for f in r.failure_reasons
+                FailureReasonOut.model_validate(f, from_attributes=True) for f in r.failure_reasons
             ],
-            webhook_latency_ms=LatencyOut(
-                p50=latency.p50, p95=latency.p95, p99=latency.p99, count=latency.count
+            webhook_latency_ms=LatencyOut.model_validate(
+                r.webhook_latency_ms, from_attributes=True
             ),
             first_attempt_delivery_rate=r.first_attempt_delivery_rate,
         )

@@ -67,11 +67,7 @@ def stats(
         platform=PlatformOut(
             total_users=found.total_users, diamonds_in_circulation=found.diamonds_in_circulation
         ),
-        payments=PaymentsOut(
-            count=found.payments.count,
-            by_status=found.payments.by_status,
-            volume=found.payments.volume,
-        ),
+        payments=PaymentsOut.model_validate(found.payments, from_attributes=True),
         gifts=GiftStatsOut.of(
             found.gifts, created_from=found.created_from, created_to=found.created_to
         ),
