@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -39,7 +41,14 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(*, database: Database, **state: Any) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # The reads awaited on this event loop hold connections of its own (db/async_reads.py).
+        await database.async_reads.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Coffer",
         version=__version__,
         summary="Wallets, a double-entry ledger and payments for apps with an in-app currency.",

@@ -5,6 +5,16 @@ so two writers queue on the busy timeout instead of deadlocking when both try to
 lock. Reads begin DEFERRED and see a snapshot (WAL), never blocking writers. On PostgreSQL writes
 run at READ COMMITTED with explicit, ordered row locks; `snapshot()` reads at REPEATABLE READ.
 
+PostgreSQL reads have a pool of their own: read-only connections (`default_transaction_read_only`,
+so a write slipped into a read fails instead of committing) in autocommit. At READ COMMITTED each
+statement sees its own snapshot whether or not a transaction is open, so the BEGIN and ROLLBACK
+around a read bought nothing but two round trips; a read that needs one instant for several
+statements asks for `snapshot()`. A pooled connection is pinged before use only when it has been
+idle for PING_AFTER_IDLE_S (a connection in steady use proves itself with every statement, and a
+ping on every checkout was a round trip per request); one that fails is replaced, and a failure
+of a connection in use (the server restarted under load) invalidates the whole pool, so at most the
+requests that were on those connections see a 503.
+
 SQLite durability is `PRAGMA synchronous=FULL` unless the URL asks for NORMAL
 (`sqlite:///./coffer.db?synchronous=NORMAL`). In WAL mode, FULL syncs the log at every commit:
 a committed transfer survives a crash of the process, of the operating system and a power cut.
@@ -17,13 +27,20 @@ development and for data you can replay; FULL is the default because a ledger ac
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from coffer.db.async_reads import AsyncReads
 
 SQLITE_BUSY_TIMEOUT_S = 30
 # At least the sync routes' thread pool (COFFER_THREADS) plus the writer and the jobs: a pool
@@ -33,7 +50,14 @@ POOL_SIZE = 20
 POOL_OVERFLOW_MAX = 20
 POOL_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 10
+# PostgreSQL reads: their own pool (see the module docstring), beside the writes' POOL_SIZE.
+READ_POOL_SIZE = 20
+READ_POOL_OVERFLOW_MAX = 10
+PING_AFTER_IDLE_S = 10.0
+_IDLE_SINCE = "coffer_idle_since"
 _READ_ONLY = "coffer_read_only"
+P = ParamSpec("P")
+T = TypeVar("T")
 # `synchronous` in a SQLite URL's query; OFF is not offered (an OS crash can corrupt the file).
 SQLITE_SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 SQLITE_SYNCHRONOUS_DEFAULT = "FULL"
@@ -86,17 +110,54 @@ def _sqlite_engine(url: str, *, echo: bool) -> Engine:
     return engine
 
 
-def _postgres_engine(url: str, *, echo: bool) -> Engine:
-    return create_engine(
-        url,
-        echo=echo,
-        hide_parameters=True,  # bound values (ids, reasons, secrets' hashes) stay out of logs
-        pool_size=POOL_SIZE,
-        max_overflow=POOL_OVERFLOW_MAX,
-        pool_timeout=POOL_TIMEOUT_S,
-        pool_pre_ping=True,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c timezone=UTC"},
-    )
+def _postgres_options(*, read_only: bool) -> dict[str, Any]:
+    options = "-c timezone=UTC"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    return {
+        "echo": False,
+        "hide_parameters": True,  # bound values (ids, reasons, secrets' hashes) stay out of logs
+        "pool_size": READ_POOL_SIZE if read_only else POOL_SIZE,
+        "max_overflow": READ_POOL_OVERFLOW_MAX if read_only else POOL_OVERFLOW_MAX,
+        "pool_timeout": POOL_TIMEOUT_S,
+        "isolation_level": "AUTOCOMMIT" if read_only else "READ COMMITTED",
+        "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S, "options": options},
+    }
+
+
+def _postgres_engine(url: str, *, echo: bool, read_only: bool = False) -> Engine:
+    engine = create_engine(url, **{**_postgres_options(read_only=read_only), "echo": echo})
+    _ping_after_idle(engine)
+    return engine
+
+
+def _postgres_async_read_engine(url: str) -> AsyncEngine:
+    engine = create_async_engine(url, **_postgres_options(read_only=True))
+    _ping_after_idle(engine.sync_engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it sat idle for PING_AFTER_IDLE_S.
+
+    Raising DisconnectionError from a checkout listener makes the pool discard the connection
+    and check out another (SQLAlchemy's documented custom pessimistic ping)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise DisconnectionError("the pooled connection is gone") from error
+        if not alive:
+            raise DisconnectionError("the pooled connection is gone")
 
 
 @dataclass(frozen=True)
@@ -106,22 +167,31 @@ class Database:
     engine: Engine
     writer: sessionmaker[Session]
     reader: sessionmaker[Session]
+    # The engine reads run on: `engine` itself on SQLite, a read-only pool on PostgreSQL.
+    read_engine: Engine
+    # `read_async`: on PostgreSQL a read awaited on the event loop (db/async_reads.py).
+    async_reads: AsyncReads
 
     @classmethod
     def connect(cls, url: str, *, echo: bool = False) -> Database:
         url = normalise_url(url)
         name = make_url(url).get_backend_name()
+        read_engine: Engine
         if name == "sqlite":
             engine = _sqlite_engine(url, echo=echo)
+            read_engine = engine.execution_options(**{_READ_ONLY: True})
         elif name == "postgresql":
             engine = _postgres_engine(url, echo=echo)
+            read_engine = _postgres_engine(url, echo=echo, read_only=True)
         else:
             raise ValueError(f"unsupported database {name!r}: use sqlite or postgresql")
-        read_engine = engine.execution_options(**{_READ_ONLY: True})
+        make_async = (lambda: _postgres_async_read_engine(url)) if name == "postgresql" else None
         return cls(
             engine=engine,
             writer=sessionmaker(bind=engine, expire_on_commit=False),
             reader=sessionmaker(bind=read_engine, expire_on_commit=False),
+            read_engine=read_engine,
+            async_reads=AsyncReads(make_async),
         )
 
     @property
@@ -148,6 +218,21 @@ class Database:
             finally:
                 session.rollback()
 
+    async def read_async(
+        self, read: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`read(session, ...)` as `read()` would run it, for an `async def` route: on
+        PostgreSQL awaited on the event loop, on SQLite in the thread pool."""
+        if self.async_reads.enabled:
+            return await self.async_reads.run(read, *args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(self._read, read, *args, **kwargs))
+
+    def _read(
+        self, read: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        with self.read() as session:
+            return read(session, *args, **kwargs)
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Session]:
         """A read transaction that sees one consistent instant, for audits and `verify`."""
@@ -161,3 +246,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.dialect == "postgresql":
+            self.read_engine.dispose()

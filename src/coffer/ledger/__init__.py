@@ -33,10 +33,12 @@ from coffer.ledger.queries import (
     Entry,
     EntryPage,
     HistoryPage,
+    OwnerAccounts,
     TypeTotal,
     balance_at,
     entries,
     history,
+    owner_accounts_with_totals,
     totals_by_type,
 )
 from coffer.ledger.service import (
@@ -118,6 +120,7 @@ __all__ = [
     "Operation",
     "Outcome",
     "Overflow",
+    "OwnerAccounts",
     "Phase",
     "PostExceedsHold",
     "PostHold",
@@ -155,6 +158,7 @@ __all__ = [
     "list_assets",
     "metadata",
     "open_account",
+    "owner_accounts_with_totals",
     "post_hold",
     "reverse",
     "totals_by_type",

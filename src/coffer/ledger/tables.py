@@ -88,6 +88,9 @@ accounts = Table(
     Column("credits_pending", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("asset", "owner_type", "owner_id", "kind", name="uq_ledger_accounts_owner"),
+    # An owner's accounts (a balance, a statement): the unique key leads with the asset, so it
+    # cannot find them without reading the whole index.
+    Index("ix_ledger_accounts_owner_type_owner_id", "owner_type", "owner_id"),
     CheckConstraint(
         "debits_posted >= 0 AND credits_posted >= 0"
         " AND debits_pending >= 0 AND credits_pending >= 0",

@@ -111,11 +111,15 @@ def user_accounts(session: Session, user_id: str, *, asset: str | None = None) -
 
 
 def balance(session: Session, user_id: str) -> Balance:
-    accounts = user_accounts(session, user_id)
+    """The user's accounts and totals: one statement, whatever the history's length."""
+    owned = ledger.owner_accounts_with_totals(session, owner_type="user", owner_id=user_id)
+    accounts = [a for a in owned.accounts if a.kind in USER_KINDS]
     by_id = {a.id: a for a in accounts}
     purchased = gifts_sent = gifts_received = earned = withdrawn = 0
-    for total in ledger.totals_by_type(session, account_ids=list(by_id)):
-        account = by_id[total.account_id]
+    for total in owned.totals:
+        account = by_id.get(total.account_id)
+        if account is None:
+            continue
         if account.asset != "DIAMOND":
             continue
         if account.kind == "wallet":
