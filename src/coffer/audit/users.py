@@ -15,8 +15,8 @@ from coffer.gifts.service import Gift
 from coffer.ledger import Account
 from coffer.payments import service as payments
 from coffer.payments.service import PaymentOrder
-from coffer.payouts import service as payouts
-from coffer.payouts.service import Payout
+from coffer.payouts import records as payouts
+from coffer.payouts.records import Payout
 from coffer.wallets import User, history
 
 RECENT_MAX = 20  # of each kind on the overview; the lists page on with their own endpoints

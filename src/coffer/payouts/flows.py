@@ -3,7 +3,7 @@
 A provider call can take seconds and must never run inside a transaction (on SQLite it would
 hold the database's write lock, on PostgreSQL the ledger's chain head). So a payout is held in
 one unit of work (`service.plan_request_payout`, committed by the route), the provider is asked
-here with no transaction open, and its answer is booked in another (`service.settle` through
+here with no transaction open, and its answer is booked in another (`settlement.settle` through
 the writer). A crash or an outage between the two leaves the payout `pending` with its hold;
 the reconciler (`tasks.reconcile_payouts`) asks again with the same idempotency key, so the
 provider makes the payout at most once.
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from coffer.db import Database, Writer
 from coffer.errors import ProviderDisabled, ProviderRejected, ProviderUnavailable
 from coffer.kit.clock import Clock
-from coffer.payouts import service
-from coffer.payouts.service import Payout
+from coffer.payouts import records, settlement
+from coffer.payouts.records import Payout
 from coffer.providers import Providers
 from coffer.providers.base import PayeePayoutRequest, ProviderPayout
 
@@ -39,7 +39,7 @@ def send_payout(
     reconciler. Sending twice is safe: the provider's idempotency key is the payout's own."""
     writer = writer or Writer(database, group_commit=False)
     with database.read() as session:
-        payout = service.get_payout(session, payout_id)
+        payout = records.get_payout(session, payout_id)
     if payout.status != "pending" or payout.provider_payout_id is not None:
         return payout
     try:
@@ -108,7 +108,7 @@ def _book(
     provider_payout_id: str | None = None,
 ) -> Payout:
     def book(session: Session) -> Payout:
-        return service.settle(
+        return settlement.settle(
             session,
             payout_id=payout.id,
             status=status,

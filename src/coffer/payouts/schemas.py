@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coffer.ledger import AMOUNT_MAX
 from coffer.payouts.payees import Payee
-from coffer.payouts.service import Payout
+from coffer.payouts.records import Payout
 
 AssetCode = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{0,15}$")]
 Amount = Annotated[int, Field(strict=True, gt=0, le=AMOUNT_MAX)]

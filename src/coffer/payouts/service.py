@@ -1,92 +1,55 @@
-"""Payouts of a user's earnings: held while the provider works, posted, voided or returned.
+"""Payouts of a user's earnings: requested and retried, each as a unit of work that holds them.
 
 - **Request** (`plan_request_payout`): the gates (`_check_may_pay_out`), then a unit of work
   that holds the amount on the user's `earnings` account (earnings -> the platform's `payouts`
   account, pending, no timeout) and records the payout `pending`, with the payout currency's
   amount converted at the configured rate (rounded down) and the rate itself.
 - The provider is asked after that unit committed (`flows.send_payout`); what it answers, its
-  webhooks and the reconciler all book through `settle`, which moves a payout only forward:
-  `pending -> processing -> paid | failed | cancelled`, and `paid -> reversed`. Paid posts the
-  hold; failed or cancelled voids it (the earnings are available again); reversed after paid
-  returns the amount with a reversal transfer.
+  webhooks and the reconciler all book through `settlement.settle`, which moves a payout only
+  forward and posts, voids or returns the hold.
 - **Retry** (`plan_retry`, an operator's): a failed payout gets a new hold and a new attempt,
-  with a provider idempotency key of its own (`idempotency_key`).
+  with a provider idempotency key of its own (`Payout.idempotency_key`).
 
-Every change emits `payout.updated`, and `wallet.updated` when the earnings moved.
+The record and its reads are `records.py`'s. Every change emits `payout.updated`, and
+`wallet.updated` when the earnings moved (`records.emit_changed`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from coffer import events, ledger, oplog
+from coffer import ledger, oplog
 from coffer.config import DIAMOND, ShopConfig
-from coffer.db import Database, pages
+from coffer.db import Database
 from coffer.errors import (
     InsufficientFunds,
     InvalidState,
     KycRequired,
-    NotFound,
     PayeeRequired,
     ValidationFailed,
 )
 from coffer.kyc import service as kyc
-from coffer.ledger import Group, PostHold, Reversal, TransferRequest, VoidHold, Work
+from coffer.ledger import Group, TransferRequest, Work
 from coffer.payouts import payees
 from coffer.payouts.payees import Payee
+from coffer.payouts.records import (
+    LEDGER_SOURCE,
+    REASON_LENGTH_MAX,
+    Payout,
+    emit_changed,
+    get_payout,
+    guarded_update,
+    locked_payout,
+)
 from coffer.payouts.tables import payouts
 from coffer.wallets import service as wallets
 
-LEDGER_SOURCE = "payouts"
-LIST_LIMIT_MAX = 500
-REASON_LENGTH_MAX = 255
 # The reconciler first asks about a payout this long after it was sent (its webhook is due).
 RECONCILE_AFTER_S = 10 * 60
-FINAL = frozenset({"failed", "cancelled", "reversed"})
-_RANK = {"pending": 0, "processing": 1, "paid": 2, "failed": 2, "cancelled": 2, "reversed": 3}
-
-
-@dataclass(frozen=True, slots=True)
-class Payout:
-    id: str
-    user_id: str
-    provider: str
-    provider_account_id: str
-    destination_type: str
-    status: str
-    asset: str
-    amount: int
-    payout_currency: str
-    payout_amount: int
-    rate: int
-    attempt: int
-    hold_id: int
-    post_transfer_id: int | None
-    reversal_transfer_id: int | None
-    provider_payout_id: str | None
-    failure_reason: str | None
-    retry_reason: str | None
-    reconcile_attempts: int
-    next_check_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    settled_at: datetime | None
-
-    @property
-    def idempotency_key(self) -> str:
-        """The provider's idempotency key for this attempt: the payout's own id, then
-        `{id}_{attempt}` for each retry (a retry must not be answered the failed attempt)."""
-        return self.id if self.attempt == 0 else f"{self.id}_{self.attempt}"
-
-
-def _payout(row: Row[Any]) -> Payout:
-    m = row._mapping
-    return Payout(**{name: m[name] for name in Payout.__slots__})
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +213,7 @@ def plan_request_payout(
             )
         )
         payout = get_payout(session, payout_id)
-        _emit(session, payout, earnings_posted=None, now=now)
+        emit_changed(session, payout, earnings_posted=None, now=now)
         return payout
 
     return Work(Group((hold,), LEDGER_SOURCE), after=after, claims=frozenset({payout_id}))
@@ -276,7 +239,7 @@ def plan_retry(
     hold = _hold(payout.id, attempt, accounts, payout.amount)
 
     def before(session: Session) -> Payout:
-        locked = _locked(session, payout.id)
+        locked = locked_payout(session, payout.id)
         if locked.status != "failed" or locked.attempt != payout.attempt:
             raise InvalidState(f"the payout is {locked.status}", status=locked.status)
         return locked
@@ -284,7 +247,7 @@ def plan_retry(
     def after(session: Session, locked: Payout, made: list[ledger.Transfer]) -> Payout:
         (held,) = made
         now = held.created_at
-        _guarded_update(
+        guarded_update(
             session,
             locked,
             status="pending",
@@ -303,7 +266,7 @@ def plan_retry(
             updated_at=now,
         )
         retried = get_payout(session, payout.id)
-        _emit(session, retried, earnings_posted=None, now=now)
+        emit_changed(session, retried, earnings_posted=None, now=now)
         oplog.record(
             session, actor=actor, action="payout.retry", subject_type="payout",
             subject_id=payout.id, reason=reason,
@@ -315,214 +278,3 @@ def plan_retry(
     return Work(
         Group((hold,), LEDGER_SOURCE), before=before, after=after, claims=frozenset({payout.id})
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Settling: what the provider said, from its answer, a webhook or the reconciler
-
-
-def moves_forward(current: str, new: str) -> bool:
-    """Whether `current -> new` is a step forward (anything else is ignored, never applied)."""
-    if current in FINAL or current == new:
-        return False
-    if current == "paid":
-        return new == "reversed"
-    return _RANK[new] > _RANK[current]
-
-
-def settle(
-    session: Session,
-    *,
-    payout_id: str,
-    status: str,
-    now: datetime,
-    attempt: int | None = None,
-    provider_payout_id: str | None = None,
-    reason: str | None = None,
-) -> Payout:
-    """Book what the provider says of a payout, in the caller's transaction (which holds the
-    ledger's write lock: the writer's, or a webhook's). Only forward moves are applied, so a
-    replayed or late report changes nothing; `attempt`, when given, must be the payout's own
-    (an answer about an earlier attempt is not this one's)."""
-    payout = _locked(session, payout_id)
-    if attempt is not None and attempt != payout.attempt:
-        return payout
-    values: dict[str, Any] = {}
-    if provider_payout_id is not None and payout.provider_payout_id is None:
-        values["provider_payout_id"] = provider_payout_id[:64]
-    if not moves_forward(payout.status, status):
-        if values:
-            _guarded_update(session, payout, updated_at=now, **values)
-            return get_payout(session, payout_id)
-        return payout
-    posted: int | None = None
-    meta = {"payout_id": payout.id, "attempt": payout.attempt}
-    key = f"{payout.id}:{payout.attempt}"
-    if status == "paid" or (status == "reversed" and payout.status != "paid"):
-        (post,) = ledger.execute(
-            session,
-            [PostHold(payout.hold_id, metadata={**meta, "description": "Payout: paid"},
-                      idempotency_key=f"{key}:post")],
-            source=LEDGER_SOURCE,
-            now=now,
-        )  # fmt: skip
-        values["post_transfer_id"] = post.id
-        posted = post.debit_balance_after
-    if status == "reversed":
-        post_id = values.get("post_transfer_id", payout.post_transfer_id)
-        assert post_id is not None
-        (returned,) = ledger.execute(
-            session,
-            [Reversal(post_id, type="payout_reversal",
-                      metadata={**meta, "description": "Payout: returned"},
-                      idempotency_key=f"{key}:reverse")],
-            source=LEDGER_SOURCE,
-            now=now,
-        )  # fmt: skip
-        values["reversal_transfer_id"] = returned.id
-        posted = returned.credit_balance_after
-    if status in ("failed", "cancelled"):
-        (voided,) = ledger.execute(
-            session,
-            [VoidHold(payout.hold_id, metadata=meta, idempotency_key=f"{key}:void")],
-            source=LEDGER_SOURCE,
-            now=now,
-        )
-        posted = voided.debit_balance_after
-    if status in ("failed", "cancelled", "reversed"):
-        values["failure_reason"] = (reason or f"the provider reports it {status}")[
-            :REASON_LENGTH_MAX
-        ]
-    if status in ("paid", "failed", "cancelled", "reversed"):
-        values["settled_at"] = now
-    _guarded_update(session, payout, status=status, updated_at=now, **values)
-    settled = get_payout(session, payout_id)
-    _emit(session, settled, earnings_posted=posted, now=now)
-    return settled
-
-
-def _guarded_update(session: Session, payout: Payout, **values: Any) -> None:
-    result = session.execute(
-        update(payouts)
-        .where(
-            payouts.c.id == payout.id,
-            payouts.c.status == payout.status,
-            payouts.c.attempt == payout.attempt,
-        )
-        .values(**values)
-    )
-    count: int = result.rowcount  # type: ignore[attr-defined]
-    if count != 1:  # the row is locked: nobody else can have moved it
-        raise ledger.InvariantViolated(f"payout {payout.id} changed under its lock")
-
-
-def _locked(session: Session, payout_id: str) -> Payout:
-    row = session.execute(
-        select(payouts).where(payouts.c.id == payout_id).with_for_update()
-    ).first()
-    if row is None:
-        raise NotFound(f"no payout {payout_id}", payout_id=payout_id)
-    return _payout(row)
-
-
-def _emit(session: Session, payout: Payout, *, earnings_posted: int | None, now: datetime) -> None:
-    data = {
-        "payout_id": payout.id,
-        "status": payout.status,
-        "amount": payout.amount,
-        "asset": payout.asset,
-        "payout_amount": payout.payout_amount,
-        "payout_currency": payout.payout_currency,
-        "failure_reason": payout.failure_reason,
-    }
-    made = [events.NewEvent(payout.user_id, "payout.updated", data)]
-    account = ledger.find_account(
-        session, asset=payout.asset, owner_type="user", owner_id=payout.user_id, kind="earnings"
-    )
-    if account is not None:
-        made.append(
-            events.NewEvent(
-                payout.user_id,
-                "wallet.updated",
-                {
-                    "kind": "earnings",
-                    "asset": payout.asset,
-                    "posted": account.balance if earnings_posted is None else earnings_posted,
-                    "available": account.available,
-                    "cause": payout.id,
-                },
-            )
-        )
-    events.emit(session, made, now=now)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reads
-
-
-def get_payout(session: Session, payout_id: str) -> Payout:
-    row = session.execute(select(payouts).where(payouts.c.id == payout_id)).first()
-    if row is None:
-        raise NotFound(f"no payout {payout_id}", payout_id=payout_id)
-    return _payout(row)
-
-
-def get_user_payout(session: Session, *, payout_id: str, user_id: str) -> Payout:
-    """The user's own payout; someone else's is not found (its existence is not revealed)."""
-    payout = get_payout(session, payout_id)
-    if payout.user_id != user_id:
-        raise NotFound(f"no payout {payout_id}", payout_id=payout_id)
-    return payout
-
-
-def find_for_event(
-    session: Session, *, provider: str, provider_payout_id: str | None, reference: str | None
-) -> tuple[Payout | None, bool]:
-    """The payout a provider's event is about: by the provider's id, else by Coffer's id it
-    echoes while the provider's id is not yet booked. Returns (payout, whether the event is
-    about another attempt of it, to be ignored)."""
-    if provider_payout_id:
-        row = session.execute(
-            select(payouts).where(
-                payouts.c.provider == provider, payouts.c.provider_payout_id == provider_payout_id
-            )
-        ).first()
-        if row is not None:
-            return _payout(row), False
-    if reference:
-        # `pout_...` for the first attempt, `pout_..._{n}` for a retry (`idempotency_key`).
-        payout_id, _, suffix = reference.partition("_")[2].partition("_")
-        attempt = int(suffix) if suffix.isdigit() else 0
-        row = session.execute(
-            select(payouts).where(
-                payouts.c.id == f"pout_{payout_id}", payouts.c.provider == provider
-            )
-        ).first()
-        if row is not None:
-            payout = _payout(row)
-            if payout.attempt == attempt and payout.provider_payout_id is None:
-                return payout, False
-            return None, True  # another attempt's provider payout
-    return None, False
-
-
-def list_payouts(
-    session: Session,
-    *,
-    limit: int,
-    before: tuple[datetime, str] | None = None,
-    user_id: str | None = None,
-    status: str | None = None,
-) -> tuple[list[Payout], bool]:
-    """Newest first, keyset-paged on (created_at, id); returns (payouts, has_more)."""
-    assert 0 < limit <= LIST_LIMIT_MAX
-    rows, has_more = pages.newest_first(
-        session,
-        select(payouts),
-        at=payouts.c.created_at,
-        id_=payouts.c.id,
-        limit=limit,
-        before=before,
-        equal=((payouts.c.user_id, user_id), (payouts.c.status, status)),
-    )
-    return [_payout(r) for r in rows], has_more

@@ -20,8 +20,8 @@ from coffer import alerts
 from coffer.db import Database, Writer
 from coffer.errors import CofferError
 from coffer.kit.clock import Clock
-from coffer.payouts import flows, service
-from coffer.payouts.service import Payout
+from coffer.payouts import flows, records
+from coffer.payouts.records import Payout
 from coffer.payouts.tables import payouts
 from coffer.providers import Providers
 
@@ -49,7 +49,7 @@ def claim_due(database: Database, *, now: datetime, limit: int = BATCH_SIZE_MAX)
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        claimed = [service._payout(row) for row in rows]
+        claimed = [records.from_row(row) for row in rows]
         for payout in claimed:
             attempts = payout.reconcile_attempts + 1
             session.execute(

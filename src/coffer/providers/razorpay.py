@@ -12,24 +12,16 @@ Calls and their safety on retry:
 The SDK's own retry loop is left off (it prints and sleeps up to a minute); every call carries an
 explicit `timeout_s`.
 
-Webhooks: the signature (`X-Razorpay-Signature`) is checked on the raw bytes before anything is
-parsed; the event is named for the inbox by what that signature covers (its type, time and
-entity ids), not by the unsigned `X-Razorpay-Event-Id` header. Razorpay may send
-`payment.failed` and later `payment.captured` for the same payment (a late authorisation): a
-PAYMENT_FAILED from Razorpay is therefore not final, and whoever applies events must let a later
-PAYMENT_SUCCEEDED win over it. Refunds carry Coffer's refund id in `notes.coffer_refund_id`;
-`payment.dispute.*` become DISPUTE_OPENED / WON / LOST (`closed` is lost when Razorpay deducted
-an amount, else released).
+Webhooks (`razorpay_webhooks.py`): the signature is checked on the raw bytes before anything is
+parsed, and a PAYMENT_FAILED from Razorpay is not final. Refunds carry Coffer's refund id in
+`notes.coffer_refund_id`.
 
-Payouts go through RazorpayX (`POST /v1/payouts`, composite: contact and fund account inline),
-from the business account `COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER`. The SDK has no payouts
-resource, so the client's own `post` is used, which keeps its auth, base URL and error mapping.
+Payouts go through RazorpayX (`razorpay_payouts.py`), from the business account
+`COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER`; Subscriptions are `razorpay_billing.py`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -38,24 +30,13 @@ import razorpay
 import razorpay.errors
 import requests
 
-from coffer.errors import (
-    BadRequest,
-    InvalidSignature,
-    ProviderDisabled,
-    ProviderRejected,
-    ProviderUnavailable,
-)
-from coffer.providers import signatures
+from coffer.errors import InvalidSignature, ProviderRejected, ProviderUnavailable
+from coffer.providers import razorpay_webhooks, signatures
 from coffer.providers._common import (
     check_amount,
-    check_body_size,
     check_currency,
     derived_key,
-    from_unix,
-    header,
-    load_event,
     optional_int,
-    optional_str,
     safe_code,
     upper,
     with_provider_text,
@@ -63,72 +44,36 @@ from coffer.providers._common import (
 from coffer.providers.base import (
     OUTBOUND_ATTEMPTS_MAX,
     OUTBOUND_TIMEOUT_S,
-    EventKind,
     OrderRequest,
     PaymentConfirmation,
-    PayoutRequest,
     ProviderOrder,
-    ProviderPayout,
     ProviderRefund,
     WebhookEvent,
 )
-from coffer.providers.razorpay_billing import RazorpayBilling, translate_subscription_event
-from coffer.providers.razorpay_payouts import RazorpayXPayouts, payout_reference
+from coffer.providers.razorpay_billing import RazorpayBilling
+from coffer.providers.razorpay_payouts import RazorpayXPayouts
+from coffer.providers.razorpay_webhooks import REFUND_REFERENCE_NOTE, refund_reference
 
 NAME = "razorpay"
-SIGNATURE_HEADER = "X-Razorpay-Signature"
-EVENT_ID_HEADER = "X-Razorpay-Event-Id"
 RETRY_BACKOFF_S = 0.25  # first pause between attempts; doubles each time
 RETRY_BACKOFF_MAX_S = 2.0
 NOTE_LENGTH_MAX = 256  # Razorpay caps each note value at 256 characters
-REFUND_REFERENCE_NOTE = "coffer_refund_id"  # Coffer's refund id, in the refund's notes
 REFUNDS_PAGE_MAX = 100
-NARRATION_LENGTH_MAX = 30  # RazorpayX: alphanumerics and spaces, at most 30
-_PAYOUT_KEY = r"[A-Za-z0-9 _-]{4,36}"  # X-Payout-Idempotency: 4-36 of these
 _REFUND_KEY = r"[A-Za-z0-9_-]{10,36}"  # X-Refund-Idempotency: at least 10 of these
 
-EVENT_KINDS: Mapping[str, EventKind] = {
-    "payment.authorized": EventKind.PAYMENT_PROCESSING,
-    "payment.captured": EventKind.PAYMENT_SUCCEEDED,
-    "order.paid": EventKind.PAYMENT_SUCCEEDED,
-    "payment.failed": EventKind.PAYMENT_FAILED,  # not final: see the module docstring
-    "refund.processed": EventKind.REFUND_SUCCEEDED,
-    "refund.failed": EventKind.REFUND_FAILED,
-    "payment.dispute.created": EventKind.DISPUTE_OPENED,
-    "payment.dispute.under_review": EventKind.DISPUTE_OPENED,
-    "payment.dispute.action_required": EventKind.DISPUTE_OPENED,
-    "payment.dispute.won": EventKind.DISPUTE_WON,
-    "payment.dispute.lost": EventKind.DISPUTE_LOST,
-    # payment.dispute.closed: lost if Razorpay deducted anything, else released (see _translate)
-    "payout.initiated": EventKind.PAYOUT_PROCESSING,
-    "payout.processed": EventKind.PAYOUT_PAID,
-    "payout.failed": EventKind.PAYOUT_FAILED,
-    "payout.rejected": EventKind.PAYOUT_FAILED,
-    "payout.reversed": EventKind.PAYOUT_REVERSED,
-}
 REFUND_STATUSES: Mapping[str, str] = {
     "pending": "pending",
     "processed": "succeeded",
     "failed": "failed",
-}
-PAYOUT_STATUSES: Mapping[str, str] = {
-    "queued": "pending",
-    "pending": "pending",
-    "scheduled": "pending",
-    "processing": "processing",
-    "processed": "paid",
-    "reversed": "reversed",
-    "failed": "failed",
-    "rejected": "failed",
-    "cancelled": "failed",
 }
 
 T = TypeVar("T")
 
 
 class RazorpayProvider(RazorpayXPayouts, RazorpayBilling):
-    """Razorpay orders, checkout signatures, webhooks and refunds; RazorpayX payees and payouts
-    (`razorpay_payouts.py`) and Subscriptions (`razorpay_billing.py`)."""
+    """Razorpay orders, checkout signatures and refunds; webhooks (`razorpay_webhooks.py`),
+    RazorpayX payees and payouts (`razorpay_payouts.py`) and Subscriptions
+    (`razorpay_billing.py`)."""
 
     name = NAME
 
@@ -262,41 +207,8 @@ class RazorpayProvider(RazorpayXPayouts, RazorpayBilling):
     # -- webhooks ------------------------------------------------------------------------------
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
-        if self._webhook_secret is None:
-            raise ProviderDisabled(
-                "Razorpay webhooks are off: COFFER_RAZORPAY_WEBHOOK_SECRET is not set",
-                missing=["COFFER_RAZORPAY_WEBHOOK_SECRET"],
-            )
-        check_body_size(body)
-        signatures.verify_razorpay_webhook(
-            body, signature=header(headers, SIGNATURE_HEADER), secret=self._webhook_secret
-        )
-        event = load_event(body)
-        event_type = event.get("event")
-        if not isinstance(event_type, str) or not event_type:
-            raise BadRequest("the Razorpay event has no type")
-        payload = event.get("payload")
-        payload = payload if isinstance(payload, dict) else {}
-        event_id = _event_id(event_type, event, payload, body)
-        if event_type.startswith("subscription."):
-            return translate_subscription_event(
-                event_type=event_type,
-                event_id=event_id,
-                occurred_at=event.get("created_at"),
-                subscription=_entity(payload, "subscription"),
-                payment=_entity(payload, "payment"),
-                event=event,
-            )
-        return _translate(
-            event_type=event_type,
-            event_id=event_id,
-            occurred_at=event.get("created_at"),
-            payment=_entity(payload, "payment"),
-            order=_entity(payload, "order"),
-            refund=_entity(payload, "refund"),
-            payout=_entity(payload, "payout"),
-            dispute=_entity(payload, "dispute"),
-            event=event,
+        return razorpay_webhooks.parse_webhook(
+            body=body, headers=headers, secret=self._webhook_secret
         )
 
     # -- money out -----------------------------------------------------------------------------
@@ -339,50 +251,6 @@ class RazorpayProvider(RazorpayXPayouts, RazorpayBilling):
             for r in (items if isinstance(items, list) else [])
             if isinstance(r, dict)
         ]
-
-    def payout(self, request: PayoutRequest) -> ProviderPayout:
-        if self._payout_account_number is None:
-            raise ProviderDisabled(
-                "Razorpay payouts are off: COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER is not set",
-                missing=["COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER"],
-            )
-        amount = check_amount(request.amount)
-        currency = check_currency(request.currency)
-        fund_account, mode = _fund_account(request.destination, reference_id=request.payout_id)
-        narration = re.sub(r"[^A-Za-z0-9 ]", " ", request.description or "Coffer payout")
-        body = {
-            "account_number": self._payout_account_number,
-            "amount": amount,
-            "currency": currency,
-            "mode": mode,
-            "purpose": "payout",
-            "fund_account": fund_account,
-            "queue_if_low_balance": True,
-            "reference_id": request.payout_id[:40],
-            "narration": narration.strip()[:NARRATION_LENGTH_MAX] or "Coffer payout",
-            "notes": {"payout_id": request.payout_id[:NOTE_LENGTH_MAX]},
-        }
-        key = derived_key(request.payout_id, pattern=_PAYOUT_KEY, length_max=36)
-        payout = self._call(
-            self._client.post,
-            "/v1/payouts",
-            body,
-            headers={"X-Payout-Idempotency": key},
-            retry=True,
-        )
-        status = PAYOUT_STATUSES.get(str(payout.get("status")))
-        if status is None:
-            raise ProviderRejected(
-                "Razorpay answered a payout in an unknown status",
-                provider_status=safe_code(payout.get("status")),
-            )
-        return ProviderPayout(
-            payout_id=_required_str(payout, "id"),
-            amount=optional_int(payout.get("amount")) or amount,
-            currency=upper(payout.get("currency")) or currency,
-            status=status,
-            failure_reason=_payout_failure(payout) if status in ("failed", "reversed") else None,
-        )
 
     # -- the boundary --------------------------------------------------------------------------
 
@@ -456,152 +324,8 @@ def _provider_refund(
         amount=found_amount,
         currency=found_currency,
         status=status,
-        reference=_reference(refund),
+        reference=refund_reference(refund),
     )
-
-
-def _reference(refund: Mapping[str, Any]) -> str | None:
-    notes = refund.get("notes")
-    return optional_str(notes.get(REFUND_REFERENCE_NOTE)) if isinstance(notes, dict) else None
-
-
-def _translate(
-    *,
-    event_type: str,
-    event_id: str,
-    occurred_at: Any,
-    payment: dict[str, Any],
-    order: dict[str, Any],
-    refund: dict[str, Any],
-    payout: dict[str, Any],
-    dispute: dict[str, Any],
-    event: dict[str, Any],
-) -> WebhookEvent:
-    kind = EVENT_KINDS.get(event_type, EventKind.IGNORED)
-    fields: dict[str, Any] = {}
-    if event_type.startswith("payment.dispute."):
-        if event_type == "payment.dispute.closed":
-            deducted = optional_int(dispute.get("amount_deducted")) or 0
-            kind = EventKind.DISPUTE_LOST if deducted else EventKind.DISPUTE_WON
-        fields = {
-            "payment_id": optional_str(dispute.get("payment_id"))
-            or optional_str(payment.get("id")),
-            "dispute_id": optional_str(dispute.get("id")),
-            "amount": optional_int(dispute.get("amount")),
-            "currency": upper(dispute.get("currency")),
-            "failure_reason": optional_str(dispute.get("reason_code"))
-            or optional_str(dispute.get("reason_description")),
-        }
-    elif event_type.startswith(("payment.", "order.")):
-        if payment.get("invoice_id"):
-            kind = EventKind.IGNORED  # a subscription cycle's payment: see razorpay_billing
-        fields = {
-            "provider_order_id": optional_str(payment.get("order_id"))
-            or optional_str(order.get("id")),
-            "payment_id": optional_str(payment.get("id")),
-            "amount": optional_int(payment.get("amount")),
-            "currency": upper(payment.get("currency")),
-            "failure_reason": optional_str(payment.get("error_description"))
-            or optional_str(payment.get("error_reason")),
-        }
-    elif event_type.startswith("refund."):
-        fields = {
-            "payment_id": optional_str(refund.get("payment_id")),
-            "refund_id": optional_str(refund.get("id")),
-            "amount": optional_int(refund.get("amount")),
-            "currency": upper(refund.get("currency")),
-            "reference": _reference(refund),
-        }
-    elif event_type.startswith("payout."):
-        fields = {
-            "payout_id": optional_str(payout.get("id")),
-            "amount": optional_int(payout.get("amount")),
-            "currency": upper(payout.get("currency")),
-            "failure_reason": _payout_failure(payout),
-            "reference": payout_reference(payout),
-        }
-    return WebhookEvent(
-        provider=NAME,
-        event_id=event_id,
-        kind=kind,
-        provider_type=event_type,
-        occurred_at=from_unix(occurred_at),
-        data=event,
-        **fields,
-    )
-
-
-def _event_id(
-    event_type: str, event: Mapping[str, Any], payload: Mapping[str, Any], body: bytes
-) -> str:
-    """The inbox's name for an event, from what the signature covers.
-
-    Not `X-Razorpay-Event-Id`: the signature does not cover headers, so anyone replaying a
-    signed body under a new header value would have it processed again. The event's own type,
-    time and entity ids name it however Razorpay serialises a redelivery; a body without entity
-    ids is named by its bytes.
-    """
-    ids = sorted(
-        f"{name}={entity['id']}"
-        for name, wrapper in payload.items()
-        if isinstance(wrapper, dict)
-        and isinstance(entity := wrapper.get("entity"), dict)
-        and isinstance(entity.get("id"), str)
-        and entity["id"]
-    )
-    if not ids:
-        return "sha256:" + hashlib.sha256(body).hexdigest()
-    created_at = event.get("created_at")
-    named = "|".join([event_type, str(created_at if type(created_at) is int else ""), *ids])
-    return "rzp:" + hashlib.sha256(named.encode("utf-8")).hexdigest()
-
-
-def _entity(payload: dict[str, Any], name: str) -> dict[str, Any]:
-    wrapper = payload.get(name)
-    entity = wrapper.get("entity") if isinstance(wrapper, dict) else None
-    return entity if isinstance(entity, dict) else {}
-
-
-def _payout_failure(payout: Mapping[str, Any]) -> str | None:
-    details = payout.get("status_details")
-    described = details.get("description") if isinstance(details, dict) else None
-    return optional_str(payout.get("failure_reason")) or optional_str(described)
-
-
-def _fund_account(
-    destination: Mapping[str, Any], *, reference_id: str
-) -> tuple[dict[str, Any], str]:
-    """RazorpayX's inline fund account for a destination, and the transfer mode it takes."""
-    kind = destination.get("type")
-    name = destination.get("name")
-    contact = {
-        "name": str(name or "Coffer user")[:50],
-        "type": "customer",
-        "reference_id": str(destination.get("contact_id") or reference_id)[:40],
-    }
-    if kind == "bank_account":
-        missing = [f for f in ("name", "ifsc", "account_number") if not destination.get(f)]
-        if missing:
-            raise ProviderRejected(f"a bank account destination needs {', '.join(missing)}")
-        mode = str(destination.get("mode") or "IMPS").upper()
-        if mode not in ("IMPS", "NEFT", "RTGS"):
-            raise ProviderRejected("a bank transfer's mode is IMPS, NEFT or RTGS")
-        account = {
-            "account_type": "bank_account",
-            "bank_account": {
-                "name": str(name)[:120],
-                "ifsc": str(destination["ifsc"]).upper(),
-                "account_number": str(destination["account_number"]),
-            },
-            "contact": contact,
-        }
-        return account, mode
-    if kind == "vpa":
-        address = destination.get("address")
-        if not isinstance(address, str) or "@" not in address:
-            raise ProviderRejected("a VPA destination needs an address like name@bank")
-        return {"account_type": "vpa", "vpa": {"address": address}, "contact": contact}, "UPI"
-    raise ProviderRejected("a payout destination's type is 'bank_account' or 'vpa'")
 
 
 def _required_str(obj: Mapping[str, Any], key: str) -> str:
@@ -611,4 +335,4 @@ def _required_str(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-__all__ = ["EVENT_ID_HEADER", "EVENT_KINDS", "SIGNATURE_HEADER", "RazorpayProvider"]
+__all__ = ["RazorpayProvider"]

@@ -12,6 +12,10 @@ its attempt number after a retry), so it is retried and never doubled; `referenc
 `notes.coffer_payout_id` carry Coffer's payout id back in its webhooks. `GET /v1/payouts/{id}`
 tells the reconciler how one stands. The SDK has no RazorpayX resources: the client's own
 `post` and `get` keep its auth, base URL and error mapping.
+
+`payout` is the older composite payout (`POST /v1/payouts` with the contact and fund account
+inline, no payee made first): `X-Payout-Idempotency` comes from Coffer's payout id, its id goes
+into `notes.payout_id`, and a `cancelled` one is reported failed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from coffer.providers._common import (
 from coffer.providers.base import (
     PayeePayoutRequest,
     PayeeRequest,
+    PayoutRequest,
     ProviderPayee,
     ProviderPayout,
 )
@@ -40,6 +45,7 @@ from coffer.providers.base import (
 NARRATION_LENGTH_MAX = 30  # RazorpayX: alphanumerics and spaces, at most 30
 REFERENCE_LENGTH_MAX = 40
 CONTACT_NAME_LENGTH_MAX = 50
+NOTE_LENGTH_MAX = 256  # Razorpay caps each note value at 256 characters
 PAYOUT_REFERENCE_NOTE = "coffer_payout_id"
 _PAYOUT_KEY = r"[A-Za-z0-9 _-]{4,36}"  # X-Payout-Idempotency: 4-36 of these
 # RazorpayX's payout statuses in Coffer's words (`cancelled`: a queued payout called off).
@@ -53,6 +59,11 @@ PAYOUT_STATUSES: Mapping[str, str] = {
     "failed": "failed",
     "rejected": "failed",
     "cancelled": "cancelled",
+}
+# The composite payout's (`payout`): a cancelled one has always been reported failed.
+COMPOSITE_PAYOUT_STATUSES: Mapping[str, str] = {
+    **PAYOUT_STATUSES,
+    "cancelled": "failed",
 }
 _MODES = {"bank_account": "IMPS", "vpa": "UPI"}
 
@@ -115,19 +126,14 @@ class RazorpayXPayouts:
         )
 
     def create_payout(self, request: PayeePayoutRequest) -> ProviderPayout:
-        if self._payout_account_number is None:
-            raise ProviderDisabled(
-                "Razorpay payouts are off: COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER is not set",
-                missing=["COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER"],
-            )
+        account_number = self._account_number()
         amount = check_amount(request.amount)
         currency = check_currency(request.currency)
         mode = _MODES.get(request.destination_type)
         if mode is None:
             raise ProviderRejected("RazorpayX pays bank accounts and VPAs only")
-        narration = re.sub(r"[^A-Za-z0-9 ]", " ", request.description or "Coffer payout")
         body = {
-            "account_number": self._payout_account_number,
+            "account_number": account_number,
             "fund_account_id": request.account_id,
             "amount": amount,
             "currency": currency,
@@ -135,17 +141,10 @@ class RazorpayXPayouts:
             "purpose": "payout",
             "queue_if_low_balance": True,
             "reference_id": request.payout_id[:REFERENCE_LENGTH_MAX],
-            "narration": narration.strip()[:NARRATION_LENGTH_MAX] or "Coffer payout",
+            "narration": _narration(request.description),
             "notes": {PAYOUT_REFERENCE_NOTE: request.payout_id},
         }
-        key = derived_key(request.idempotency_key, pattern=_PAYOUT_KEY, length_max=36)
-        payout = self._call(
-            self._client.post,
-            "/v1/payouts",
-            body,
-            headers={"X-Payout-Idempotency": key},
-            retry=True,
-        )
+        payout = self._post_payout(body, idempotency_key=request.idempotency_key)
         return provider_payout(payout, amount=amount, currency=currency)
 
     def fetch_payout(self, *, payout_id: str) -> ProviderPayout:
@@ -153,6 +152,59 @@ class RazorpayXPayouts:
             raise ProviderRejected("not a RazorpayX payout id", payout_id=payout_id[:64])
         return provider_payout(
             self._call(self._client.get, f"/v1/payouts/{payout_id}", {}, retry=True)
+        )
+
+    def payout(self, request: PayoutRequest) -> ProviderPayout:
+        """A composite payout: the contact and fund account go inline with it."""
+        account_number = self._account_number()
+        amount = check_amount(request.amount)
+        currency = check_currency(request.currency)
+        fund_account, mode = _fund_account(request.destination, reference_id=request.payout_id)
+        body = {
+            "account_number": account_number,
+            "amount": amount,
+            "currency": currency,
+            "mode": mode,
+            "purpose": "payout",
+            "fund_account": fund_account,
+            "queue_if_low_balance": True,
+            "reference_id": request.payout_id[:REFERENCE_LENGTH_MAX],
+            "narration": _narration(request.description),
+            "notes": {"payout_id": request.payout_id[:NOTE_LENGTH_MAX]},
+        }
+        payout = self._post_payout(body, idempotency_key=request.payout_id)
+        status = COMPOSITE_PAYOUT_STATUSES.get(str(payout.get("status")))
+        if status is None:
+            raise ProviderRejected(
+                "Razorpay answered a payout in an unknown status",
+                provider_status=safe_code(payout.get("status")),
+            )
+        return ProviderPayout(
+            payout_id=_required(payout, "id"),
+            amount=optional_int(payout.get("amount")) or amount,
+            currency=upper(payout.get("currency")) or currency,
+            status=status,
+            failure_reason=payout_failure(payout) if status in ("failed", "reversed") else None,
+        )
+
+    def _account_number(self) -> str:
+        """The business account payouts are made from; ProviderDisabled without one."""
+        if self._payout_account_number is None:
+            raise ProviderDisabled(
+                "Razorpay payouts are off: COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER is not set",
+                missing=["COFFER_RAZORPAY_PAYOUT_ACCOUNT_NUMBER"],
+            )
+        return self._payout_account_number
+
+    def _post_payout(self, body: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+        """`POST /v1/payouts`, retried under `X-Payout-Idempotency` (so never doubled)."""
+        key = derived_key(idempotency_key, pattern=_PAYOUT_KEY, length_max=36)
+        return self._call(
+            self._client.post,
+            "/v1/payouts",
+            body,
+            headers={"X-Payout-Idempotency": key},
+            retry=True,
         )
 
 
@@ -193,6 +245,48 @@ def payout_failure(payout: Mapping[str, Any]) -> str | None:
     return optional_str(payout.get("failure_reason")) or optional_str(described)
 
 
+def _narration(description: str) -> str:
+    """What the payee's statement says: RazorpayX takes alphanumerics and spaces, at most 30."""
+    narration = re.sub(r"[^A-Za-z0-9 ]", " ", description or "Coffer payout")
+    return narration.strip()[:NARRATION_LENGTH_MAX] or "Coffer payout"
+
+
+def _fund_account(
+    destination: Mapping[str, Any], *, reference_id: str
+) -> tuple[dict[str, Any], str]:
+    """RazorpayX's inline fund account for a destination, and the transfer mode it takes."""
+    kind = destination.get("type")
+    name = destination.get("name")
+    contact = {
+        "name": str(name or "Coffer user")[:CONTACT_NAME_LENGTH_MAX],
+        "type": "customer",
+        "reference_id": str(destination.get("contact_id") or reference_id)[:REFERENCE_LENGTH_MAX],
+    }
+    if kind == "bank_account":
+        missing = [f for f in ("name", "ifsc", "account_number") if not destination.get(f)]
+        if missing:
+            raise ProviderRejected(f"a bank account destination needs {', '.join(missing)}")
+        mode = str(destination.get("mode") or "IMPS").upper()
+        if mode not in ("IMPS", "NEFT", "RTGS"):
+            raise ProviderRejected("a bank transfer's mode is IMPS, NEFT or RTGS")
+        account = {
+            "account_type": "bank_account",
+            "bank_account": {
+                "name": str(name)[:120],
+                "ifsc": str(destination["ifsc"]).upper(),
+                "account_number": str(destination["account_number"]),
+            },
+            "contact": contact,
+        }
+        return account, mode
+    if kind == "vpa":
+        address = destination.get("address")
+        if not isinstance(address, str) or "@" not in address:
+            raise ProviderRejected("a VPA destination needs an address like name@bank")
+        return {"account_type": "vpa", "vpa": {"address": address}, "contact": contact}, "UPI"
+    raise ProviderRejected("a payout destination's type is 'bank_account' or 'vpa'")
+
+
 def _required(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value:
@@ -200,4 +294,11 @@ def _required(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-__all__ = ["PAYOUT_STATUSES", "RazorpayXPayouts", "payout_failure", "provider_payout"]
+__all__ = [
+    "COMPOSITE_PAYOUT_STATUSES",
+    "PAYOUT_STATUSES",
+    "RazorpayXPayouts",
+    "payout_failure",
+    "payout_reference",
+    "provider_payout",
+]

@@ -16,13 +16,9 @@ and Coffer's own retries never create a second object. Each request has an expli
 `timeout_s`. The SDK's telemetry (a per-machine id file and request metrics sent to Stripe) is
 switched off when this module is imported; the switch is global to the SDK.
 
-Webhooks: `Stripe-Signature` is checked on the raw bytes with a 300 s tolerance either way
-(`signatures.verify_stripe`; stricter than the SDK, which accepts any future timestamp).
-`payment_intent.payment_failed` is not final: the customer may retry and the same PaymentIntent
-may still succeed, so a later PAYMENT_SUCCEEDED must win over it. Refunds carry Coffer's refund
-id in `metadata.coffer_refund_id`, echoed back as the event's `reference`; `charge.refunded` is
-acted on only when its newest listed refund succeeded (refund.* events carry the rest), and
-`charge.dispute.*` become DISPUTE_OPENED / WON / LOST by the dispute's status.
+Webhooks are `stripe_webhooks.py`'s (the signature checked on the raw bytes, with a 300 s
+tolerance); refunds carry Coffer's refund id in `metadata.coffer_refund_id`. Connected accounts,
+transfers and Payouts are `stripe_connect.py`'s, Billing `stripe_billing.py`'s.
 """
 
 from __future__ import annotations
@@ -32,22 +28,12 @@ from typing import Any
 
 import stripe
 
-from coffer.errors import (
-    BadRequest,
-    InvalidSignature,
-    ProviderDisabled,
-    ProviderRejected,
-    ProviderUnavailable,
-)
-from coffer.providers import signatures
+from coffer.errors import InvalidSignature, ProviderRejected, ProviderUnavailable
+from coffer.providers import signatures, stripe_webhooks
 from coffer.providers._common import (
     check_amount,
-    check_body_size,
     check_currency,
     derived_key,
-    from_unix,
-    header,
-    load_event,
     optional_int,
     optional_str,
     safe_code,
@@ -57,67 +43,24 @@ from coffer.providers._common import (
 from coffer.providers.base import (
     OUTBOUND_ATTEMPTS_MAX,
     OUTBOUND_TIMEOUT_S,
-    EventKind,
     OrderRequest,
     PaymentConfirmation,
-    PayoutRequest,
     ProviderOrder,
-    ProviderPayout,
     ProviderRefund,
     WebhookEvent,
 )
-from coffer.providers.stripe_billing import (
-    StripeBilling,
-    is_billing_event,
-    translate_billing_event,
-)
-from coffer.providers.stripe_connect import StripeConnectPayouts, connect_event
+from coffer.providers.stripe_billing import StripeBilling
+from coffer.providers.stripe_connect import StripeConnectPayouts
+from coffer.providers.stripe_webhooks import REFUND_REFERENCE_KEY, refund_reference
 
 # Global to the SDK: no telemetry id written to disk, no request metrics sent with each call.
 stripe.enable_telemetry = False
 
 NAME = "stripe"
-SIGNATURE_HEADER = "Stripe-Signature"
 METADATA_VALUE_LENGTH_MAX = 500  # Stripe's limit on a metadata value
-REFUND_REFERENCE_KEY = "coffer_refund_id"  # Coffer's refund id, in the refund's metadata
 REFUNDS_PAGE_MAX = 100
 _IDEMPOTENCY_KEY = r"[\x21-\x7e]{1,255}"  # printable ASCII, at most 255: Stripe's limit
 
-EVENT_KINDS: Mapping[str, EventKind] = {
-    "payment_intent.succeeded": EventKind.PAYMENT_SUCCEEDED,
-    "payment_intent.payment_failed": EventKind.PAYMENT_FAILED,  # not final: see above
-    "payment_intent.processing": EventKind.PAYMENT_PROCESSING,
-    "payment_intent.canceled": EventKind.PAYMENT_CANCELLED,
-    "charge.refunded": EventKind.REFUND_SUCCEEDED,  # only for a listed, succeeded refund
-    "refund.failed": EventKind.REFUND_FAILED,
-    "charge.dispute.created": EventKind.DISPUTE_OPENED,
-    "payout.paid": EventKind.PAYOUT_PAID,
-    "payout.failed": EventKind.PAYOUT_FAILED,
-    "payout.canceled": EventKind.PAYOUT_FAILED,
-}
-# Events whose meaning is in the object's status rather than in their name.
-REFUND_EVENT_KINDS: Mapping[str, EventKind] = {
-    "succeeded": EventKind.REFUND_SUCCEEDED,
-    "failed": EventKind.REFUND_FAILED,
-    "canceled": EventKind.REFUND_FAILED,
-}
-# charge.dispute.updated / closed: what the dispute's status says. An inquiry closed without a
-# chargeback (warning_closed) releases what was held, as a won dispute does.
-DISPUTE_EVENT_KINDS: Mapping[str, EventKind] = {
-    "warning_needs_response": EventKind.DISPUTE_OPENED,
-    "warning_under_review": EventKind.DISPUTE_OPENED,
-    "needs_response": EventKind.DISPUTE_OPENED,
-    "under_review": EventKind.DISPUTE_OPENED,
-    "won": EventKind.DISPUTE_WON,
-    "warning_closed": EventKind.DISPUTE_WON,
-    "lost": EventKind.DISPUTE_LOST,
-}
-PAYOUT_EVENT_KINDS: Mapping[str, EventKind] = {
-    "in_transit": EventKind.PAYOUT_PROCESSING,
-    "paid": EventKind.PAYOUT_PAID,
-    "failed": EventKind.PAYOUT_FAILED,
-    "canceled": EventKind.PAYOUT_FAILED,
-}
 REFUND_STATUSES: Mapping[str, str] = {
     "pending": "pending",
     "requires_action": "pending",
@@ -125,18 +68,11 @@ REFUND_STATUSES: Mapping[str, str] = {
     "failed": "failed",
     "canceled": "failed",
 }
-PAYOUT_STATUSES: Mapping[str, str] = {
-    "pending": "pending",
-    "in_transit": "processing",
-    "paid": "paid",
-    "failed": "failed",
-    "canceled": "failed",
-}
 
 
 class StripeProvider(StripeConnectPayouts, StripeBilling):
-    """Stripe PaymentIntents, webhooks and refunds; connected accounts and transfers to them
-    (`stripe_connect.py`) and Billing (`stripe_billing.py`)."""
+    """Stripe PaymentIntents and refunds; webhooks (`stripe_webhooks.py`), connected accounts,
+    transfers and payouts (`stripe_connect.py`) and Billing (`stripe_billing.py`)."""
 
     name = NAME
 
@@ -254,32 +190,12 @@ class StripeProvider(StripeConnectPayouts, StripeBilling):
     # -- webhooks ------------------------------------------------------------------------------
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
-        if self._webhook_secret is None:
-            raise ProviderDisabled(
-                "Stripe webhooks are off: COFFER_STRIPE_WEBHOOK_SECRET is not set",
-                missing=["COFFER_STRIPE_WEBHOOK_SECRET"],
-            )
-        check_body_size(body)
-        signatures.verify_stripe(
-            body,
-            header=header(headers, SIGNATURE_HEADER),
+        return stripe_webhooks.parse_webhook(
+            body=body,
+            headers=headers,
             secret=self._webhook_secret,
             tolerance_s=self._tolerance_s,
-            now_s=self._clock_s() if self._clock_s else None,
-        )
-        event = load_event(body)
-        event_id, event_type = event.get("id"), event.get("type")
-        if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
-            raise BadRequest("the Stripe event has no id or type")
-        data = event.get("data")
-        obj = data.get("object") if isinstance(data, dict) else None
-        translate = translate_billing_event if is_billing_event(event_type) else _translate
-        return translate(
-            event_id=event_id,
-            event_type=event_type,
-            created=event.get("created"),
-            obj=obj if isinstance(obj, dict) else {},
-            event=event,
+            clock_s=self._clock_s,
         )
 
     # -- money out -----------------------------------------------------------------------------
@@ -324,42 +240,6 @@ class StripeProvider(StripeConnectPayouts, StripeBilling):
             for r in (data if isinstance(data, list) else [])
             if isinstance(r, dict)
         ]
-
-    def payout(self, request: PayoutRequest) -> ProviderPayout:
-        """A payout from the Stripe balance (or a connected account's) to a bank account.
-
-        Destination: `{"type": "bank_account", "stripe_account"?: "acct_...",
-        "external_account"?: "ba_..."}`; without them the platform's default bank account.
-        """
-        amount = check_amount(request.amount)
-        currency = check_currency(request.currency)
-        destination = request.destination
-        if destination.get("type") != "bank_account":
-            raise ProviderRejected("Stripe pays out to bank accounts only")
-        params: dict[str, Any] = {
-            "amount": amount,
-            "currency": currency.lower(),
-            "metadata": {"payout_id": request.payout_id},
-        }
-        if request.description:
-            params["description"] = request.description[:1_000]
-        if destination.get("external_account"):
-            params["destination"] = str(destination["external_account"])
-        options: dict[str, Any] = {"idempotency_key": _key(f"coffer-payout-{request.payout_id}")}
-        if destination.get("stripe_account"):
-            options["stripe_account"] = str(destination["stripe_account"])
-        payout = self._call(lambda: self._client.v1.payouts.create(params, options))  # type: ignore[arg-type]
-        status = PAYOUT_STATUSES.get(str(payout.get("status")))
-        if status is None:
-            raise ProviderRejected("Stripe answered a payout in an unknown status")
-        return ProviderPayout(
-            payout_id=_required_str(payout, "id"),
-            amount=optional_int(payout.get("amount")) or amount,
-            currency=upper(payout.get("currency")) or currency,
-            status=status,
-            failure_reason=optional_str(payout.get("failure_message"))
-            or optional_str(payout.get("failure_code")),
-        )
 
     # -- the boundary --------------------------------------------------------------------------
 
@@ -422,97 +302,7 @@ def _provider_refund(
         amount=found_amount,
         currency=found_currency,
         status=status,
-        reference=_reference(refund),
-    )
-
-
-def _reference(refund: Mapping[str, Any]) -> str | None:
-    metadata = refund.get("metadata")
-    return optional_str(metadata.get(REFUND_REFERENCE_KEY)) if isinstance(metadata, dict) else None
-
-
-def _translate(
-    *, event_id: str, event_type: str, created: Any, obj: dict[str, Any], event: dict[str, Any]
-) -> WebhookEvent:
-    kind = EVENT_KINDS.get(event_type, EventKind.IGNORED)
-    fields: dict[str, Any] = {}
-    status = obj.get("status")
-    if event_type.startswith("payment_intent."):
-        if obj.get("invoice"):
-            kind = EventKind.IGNORED  # an invoice's (a subscription's): see stripe_billing
-        error = obj.get("last_payment_error")
-        error = error if isinstance(error, dict) else {}
-        succeeded = event_type == "payment_intent.succeeded"
-        fields = {
-            "provider_order_id": optional_str(obj.get("id")),
-            "payment_id": optional_str(obj.get("id")),
-            "amount": optional_int(obj.get("amount_received" if succeeded else "amount")),
-            "currency": upper(obj.get("currency")),
-            "failure_reason": optional_str(error.get("message"))
-            or optional_str(error.get("code"))
-            or optional_str(obj.get("cancellation_reason")),
-        }
-    elif event_type == "charge.refunded":
-        # The charge's refunds list is only sent by older API versions; when it is there the
-        # newest refund is the one this event is about, and it is acted on only if that refund
-        # itself succeeded (its amount is checked where it is applied). Without the list the
-        # refund.* events carry each refund.
-        refunds = obj.get("refunds")
-        listed = refunds.get("data") if isinstance(refunds, dict) else None
-        latest = listed[0] if isinstance(listed, list) and listed else {}
-        latest = latest if isinstance(latest, dict) else {}
-        if not latest or latest.get("status") != "succeeded":
-            kind = EventKind.IGNORED
-        fields = {
-            "payment_id": optional_str(obj.get("payment_intent")),
-            "refund_id": optional_str(latest.get("id")),
-            "amount": optional_int(latest.get("amount")),
-            "currency": upper(obj.get("currency")),
-            "reference": _reference(latest),
-        }
-    elif event_type.startswith("charge.dispute."):
-        if event_type in ("charge.dispute.updated", "charge.dispute.closed"):
-            kind = DISPUTE_EVENT_KINDS.get(str(status), EventKind.IGNORED)
-        elif event_type != "charge.dispute.created":
-            kind = EventKind.IGNORED  # funds_withdrawn / funds_reinstated follow the status
-        fields = {
-            "payment_id": optional_str(obj.get("payment_intent")),
-            "dispute_id": optional_str(obj.get("id")),
-            "amount": optional_int(obj.get("amount")),
-            "currency": upper(obj.get("currency")),
-            "failure_reason": optional_str(obj.get("reason")),
-        }
-    elif event_type.startswith("refund."):
-        if event_type in ("refund.created", "refund.updated"):
-            kind = REFUND_EVENT_KINDS.get(str(status), EventKind.IGNORED)
-        fields = {
-            "payment_id": optional_str(obj.get("payment_intent")),
-            "refund_id": optional_str(obj.get("id")),
-            "amount": optional_int(obj.get("amount")),
-            "currency": upper(obj.get("currency")),
-            "failure_reason": optional_str(obj.get("failure_reason")),
-            "reference": _reference(obj),
-        }
-    elif event_type.startswith("payout."):
-        if event_type in ("payout.created", "payout.updated"):
-            kind = PAYOUT_EVENT_KINDS.get(str(status), EventKind.IGNORED)
-        fields = {
-            "payout_id": optional_str(obj.get("id")),
-            "amount": optional_int(obj.get("amount")),
-            "currency": upper(obj.get("currency")),
-            "failure_reason": optional_str(obj.get("failure_message"))
-            or optional_str(obj.get("failure_code")),
-        }
-    elif event_type.startswith(("transfer.", "account.")):
-        kind, fields = connect_event(event_type, obj)
-    return WebhookEvent(
-        provider=NAME,
-        event_id=event_id,
-        kind=kind,
-        provider_type=event_type,
-        occurred_at=from_unix(created),
-        data=event,
-        **fields,
+        reference=refund_reference(refund),
     )
 
 
@@ -527,4 +317,4 @@ def _required_str(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-__all__ = ["EVENT_KINDS", "SIGNATURE_HEADER", "StripeProvider"]
+__all__ = ["StripeProvider"]

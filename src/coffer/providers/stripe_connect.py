@@ -12,6 +12,9 @@ A payout is a Transfer from the platform's balance to the connected account
 `metadata.coffer_payout_id`); the account's own payout schedule takes it on to the bank. A
 transfer is final when Stripe answers it, so it is `paid` at once; `transfer.reversed` (all of
 it) makes it `reversed`. `GET /v1/transfers/{id}` tells the reconciler how one stands.
+
+`payout` is the older Payout (`POST /v1/payouts`) from the platform's Stripe balance, or a
+connected account's, to a bank account, its `Idempotency-Key` from Coffer's payout id.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from coffer.providers.base import (
     EventKind,
     PayeePayoutRequest,
     PayeeRequest,
+    PayoutRequest,
     ProviderPayee,
     ProviderPayout,
 )
@@ -46,6 +50,14 @@ DEFAULT_COUNTRY = "US"
 DEFAULT_RETURN_URL = "https://example.com/coffer/payees/return"
 _IDEMPOTENCY_KEY = r"[\x21-\x7e]{1,255}"
 REJECTED_REASONS = ("rejected.", "listed")
+# A Payout's (`payout`) status in Coffer's words.
+PAYOUT_STATUSES: Mapping[str, str] = {
+    "pending": "pending",
+    "in_transit": "processing",
+    "paid": "paid",
+    "failed": "failed",
+    "canceled": "failed",
+}
 
 
 class StripeConnectPayouts:
@@ -128,6 +140,46 @@ class StripeConnectPayouts:
             raise ProviderRejected("not a Stripe transfer id", payout_id=payout_id[:64])
         return provider_payout(self._call(lambda: self._client.v1.transfers.retrieve(payout_id)))
 
+    def payout(self, request: PayoutRequest) -> ProviderPayout:
+        """A payout from the Stripe balance (or a connected account's) to a bank account.
+
+        Destination: `{"type": "bank_account", "stripe_account"?: "acct_...",
+        "external_account"?: "ba_..."}`; without them the platform's default bank account.
+        """
+        amount = check_amount(request.amount)
+        currency = check_currency(request.currency)
+        destination = request.destination
+        if destination.get("type") != "bank_account":
+            raise ProviderRejected("Stripe pays out to bank accounts only")
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "metadata": {"payout_id": request.payout_id},
+        }
+        if request.description:
+            params["description"] = request.description[:1_000]
+        if destination.get("external_account"):
+            params["destination"] = str(destination["external_account"])
+        options: dict[str, Any] = {
+            "idempotency_key": derived_key(
+                f"coffer-payout-{request.payout_id}", pattern=_IDEMPOTENCY_KEY, length_max=255
+            )
+        }
+        if destination.get("stripe_account"):
+            options["stripe_account"] = str(destination["stripe_account"])
+        payout = self._call(lambda: self._client.v1.payouts.create(params, options))  # type: ignore[arg-type]
+        status = PAYOUT_STATUSES.get(str(payout.get("status")))
+        if status is None:
+            raise ProviderRejected("Stripe answered a payout in an unknown status")
+        return ProviderPayout(
+            payout_id=_required(payout, "id"),
+            amount=optional_int(payout.get("amount")) or amount,
+            currency=upper(payout.get("currency")) or currency,
+            status=status,
+            failure_reason=optional_str(payout.get("failure_message"))
+            or optional_str(payout.get("failure_code")),
+        )
+
 
 def provider_payout(
     transfer: Mapping[str, Any], *, amount: int | None = None, currency: str | None = None
@@ -204,4 +256,10 @@ def _required(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-__all__ = ["StripeConnectPayouts", "account_standing", "connect_event", "provider_payout"]
+__all__ = [
+    "PAYOUT_STATUSES",
+    "StripeConnectPayouts",
+    "account_standing",
+    "connect_event",
+    "provider_payout",
+]

@@ -20,7 +20,7 @@ from coffer.analytics import payments as analytics
 from coffer.audit import stats as audit_stats
 from coffer.db import Database
 from coffer.kyc import service as kyc
-from coffer.payouts import service as payouts
+from coffer.payouts import records as payouts
 
 COUNT_MAX = 500
 CHART_DAYS = 30

@@ -20,6 +20,7 @@ from coffer.kyc import service as kyc
 from coffer.ledger import LedgerError
 from coffer.payments import disputes
 from coffer.payouts import flows as payout_flows
+from coffer.payouts import records as payout_records
 from coffer.payouts import service as payouts
 from coffer.web import paging, state
 from coffer.web.render import done, keyset_list, refused
@@ -102,7 +103,7 @@ def payout_list(
         operator,
         template="payouts.html",
         name="payouts",
-        lister=payouts.list_payouts,
+        lister=payout_records.list_payouts,
         cursor=cursor,
         context={"status": status, "form_key": secrets.token_urlsafe(18)},
         status=status,

@@ -27,7 +27,8 @@ from coffer.payments import service as payments
 from coffer.payments import settlement
 from coffer.payments.refunds import Refund
 from coffer.payouts import payees as payout_payees
-from coffer.payouts import service as payouts
+from coffer.payouts import records as payout_records
+from coffer.payouts import settlement as payout_settlement
 from coffer.providers.base import EventKind, WebhookEvent
 from coffer.webhooks import subscription_events
 from coffer.webhooks.errors import PermanentWebhookError, RetryableWebhookError
@@ -225,8 +226,8 @@ _PAYOUT_STATUSES = {
 
 
 def _apply_payout_event(session: Session, event: WebhookEvent, *, now: datetime) -> str:
-    """Settle a payout by its provider's report, forward only (`payouts.settle`)."""
-    payout, other_attempt = payouts.find_for_event(
+    """Settle a payout by its provider's report, forward only (`payout_settlement.settle`)."""
+    payout, other_attempt = payout_records.find_for_event(
         session,
         provider=event.provider,
         provider_payout_id=event.payout_id,
@@ -245,7 +246,7 @@ def _apply_payout_event(session: Session, event: WebhookEvent, *, now: datetime)
     if event.currency is not None and event.currency.upper() != payout.payout_currency:
         raise PermanentWebhookError("the event's currency differs from the payout's")
     before = payout.status
-    settled = payouts.settle(
+    settled = payout_settlement.settle(
         session,
         payout_id=payout.id,
         status=_PAYOUT_STATUSES[event.kind],

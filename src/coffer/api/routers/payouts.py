@@ -24,6 +24,7 @@ from coffer.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from coffer.errors import CofferError
 from coffer.payments.service import decode_order_cursor
 from coffer.payouts import flows, payees
+from coffer.payouts import records as payout_records
 from coffer.payouts import service as payouts
 from coffer.payouts.schemas import (
     PayeeOut,
@@ -125,7 +126,7 @@ router.post(
 )(_request_payout)
 
 
-def _page(found: list[payouts.Payout], has_more: bool) -> PayoutPageOut:
+def _page(found: list[payout_records.Payout], has_more: bool) -> PayoutPageOut:
     next_cursor = None
     if has_more:
         next_cursor = encode_cursor([found[-1].created_at.isoformat(), found[-1].id])
@@ -140,7 +141,7 @@ def _own_payouts(
     assert principal.user_id is not None
     before = decode_order_cursor(decode_cursor(cursor))
     with database.read() as session:
-        found, has_more = payouts.list_payouts(
+        found, has_more = payout_records.list_payouts(
             session, limit=limit, before=before, user_id=principal.user_id
         )
     return _page(found, has_more)
@@ -158,7 +159,7 @@ def get_payout(
     assert principal.user_id is not None
     with database.read() as session:
         return PayoutEnvelope.of(
-            payouts.get_user_payout(session, payout_id=payout_id, user_id=principal.user_id)
+            payout_records.get_user_payout(session, payout_id=payout_id, user_id=principal.user_id)
         )
 
 
@@ -172,7 +173,9 @@ def admin_payouts(
 ) -> PayoutPageOut:
     before = decode_order_cursor(decode_cursor(cursor))
     with database.read() as session:
-        found, has_more = payouts.list_payouts(session, limit=limit, before=before, status=status)
+        found, has_more = payout_records.list_payouts(
+            session, limit=limit, before=before, status=status
+        )
     return _page(found, has_more)
 
 
