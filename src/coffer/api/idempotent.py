@@ -28,7 +28,8 @@ list. Without the header it runs once in a unit of work as usual. With it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from coffer import idempotency, ledger
-from coffer.api.deps import AnyPrincipal, get_database
+from coffer.api.deps import AnyPrincipal, DatabaseDep
 from coffer.auth import Principal
 from coffer.db import Database, Writer
 from coffer.idempotency import IdempotencyRecord
@@ -146,19 +147,25 @@ class IdempotentRequest:
     async def commit(
         self,
         writer: Writer,
-        plan: Callable[[], ledger.Work],
+        plan: Callable[[], ledger.Work] | Awaitable[ledger.Work],
         *,
         status_code: int,
         shape: Callable[[Any], Any],
     ) -> Response:
-        """The money-moving route's whole path: `plan()` in a worker thread (reads, checks, a
-        provider call if it must), then its unit through the writer as this request's `unit`;
-        the event loop holds no thread and no connection while the batch commits.
+        """The money-moving route's whole path: the plan (reads, checks, a provider call if it
+        must), then its unit through the writer as this request's `unit`; the event loop holds
+        no thread and no connection while the batch commits. A plain `plan()` runs in a worker
+        thread; a plan that awaits its reads (`Database.read_async`) is awaited here.
 
-            return await idem.commit(get_writer(request), lambda: gifts.plan_send_gift(...),
+            return await idem.commit(get_writer(request), lambda: escrows.plan_release(...),
+                                     status_code=200, shape=EscrowEnvelope.of)
+            return await idem.commit(get_writer(request), gifts.plan_send_gift(...),
                                      status_code=201, shape=SendGiftOut.of)
         """
-        work = await run_in_threadpool(plan)
+        if inspect.isawaitable(plan):
+            work = await plan
+        else:
+            work = await run_in_threadpool(plan)
         response: Response = await writer.run_async(
             self.unit(work, status_code=status_code, shape=shape)
         )
@@ -228,7 +235,7 @@ IdempotencyKeyHeader = Annotated[
 async def idempotent_request(
     request: Request,
     principal: AnyPrincipal,
-    database: Annotated[Database, Depends(get_database)],
+    database: DatabaseDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> IdempotentRequest:
     key = None if idempotency_key is None else idempotency.parse_key(idempotency_key)

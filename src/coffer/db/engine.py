@@ -50,9 +50,14 @@ POOL_SIZE = 20
 POOL_OVERFLOW_MAX = 20
 POOL_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 10
-# PostgreSQL reads: their own pool (see the module docstring), beside the writes' POOL_SIZE.
-READ_POOL_SIZE = 20
-READ_POOL_OVERFLOW_MAX = 10
+# PostgreSQL reads: their own pool (see the module docstring), beside the writes' POOL_SIZE,
+# sized like it for the thread pool's sync routes.
+READ_POOL_SIZE = POOL_SIZE
+READ_POOL_OVERFLOW_MAX = POOL_OVERFLOW_MAX
+# Reads awaited on the event loop are not capped by the thread pool: with an overflow, 64
+# concurrent gifts opened and closed a connection (a PostgreSQL backend) per request. They wait
+# for one of these instead, in line on the event loop.
+ASYNC_READ_POOL_SIZE = 20
 PING_AFTER_IDLE_S = 10.0
 _IDLE_SINCE = "coffer_idle_since"
 _READ_ONLY = "coffer_read_only"
@@ -132,7 +137,8 @@ def _postgres_engine(url: str, *, echo: bool, read_only: bool = False) -> Engine
 
 
 def _postgres_async_read_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, **_postgres_options(read_only=True))
+    options = {**_postgres_options(read_only=True), "pool_size": ASYNC_READ_POOL_SIZE}
+    engine = create_async_engine(url, **{**options, "max_overflow": 0})
     _ping_after_idle(engine.sync_engine)
     return engine
 
@@ -226,6 +232,21 @@ class Database:
         if self.async_reads.enabled:
             return await self.async_reads.run(read, *args, **kwargs)
         return await anyio.to_thread.run_sync(functools.partial(self._read, read, *args, **kwargs))
+
+    async def write_async(
+        self, write: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`write(session, ...)` in a `unit_of_work()`, in the thread pool, for an `async def`
+        route (money moves go through the writer instead: db/writer.py)."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(self._write, write, *args, **kwargs)
+        )
+
+    def _write(
+        self, write: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        with self.unit_of_work() as session:
+            return write(session, *args, **kwargs)
 
     def _read(
         self, read: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs

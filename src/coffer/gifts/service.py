@@ -2,7 +2,7 @@
 
 One gift is one linked ledger group (all legs or none): sender wallet -> host earnings (the
 rest), -> agency earnings (its `commission_bps`), -> platform fees (`split.platform_fee_bps`).
-`plan_send_gift` reads and validates in the request's thread and returns a unit of work; the
+`plan_send_gift` reads and validates (on the event loop) and returns a unit of work; the
 writer commits it with the gift row and its events (`db/writer.py`). Nothing moves on any error.
 """
 
@@ -21,6 +21,7 @@ from coffer.db import Database, pages
 from coffer.errors import NotFound, ValidationFailed
 from coffer.gifts.tables import gifts
 from coffer.ledger import Group, TransferRequest, Work
+from coffer.wallets import Agency
 from coffer.wallets import service as wallets
 from coffer.wallets.split import Split, split
 
@@ -100,7 +101,32 @@ def _open_accounts(
     )
 
 
-def plan_send_gift(
+@dataclass(frozen=True, slots=True)
+class _Parties:
+    agency: Agency | None
+    agency_id: str | None
+    accounts: _Accounts | None  # None: one of them is not open yet
+
+
+def _read_parties(session: Session, *, sender_id: str, receiver_id: str) -> _Parties:
+    """Who gives and who receives, checked; the accounts if all exist (two or three reads)."""
+    found = wallets.find_users(session, [sender_id, receiver_id])
+    if sender_id not in found:
+        raise NotFound(f"no user {sender_id}: it has no wallet to give from", user_id=sender_id)
+    wallets.ensure_may_spend(found[sender_id])  # a frozen sender gives nothing (403)
+    receiver = found.get(receiver_id)
+    if receiver is None:
+        raise NotFound(f"no user {receiver_id}", user_id=receiver_id)
+    agency = None
+    if receiver.agency_id is not None:
+        agency = wallets.get_agency(session, receiver.agency_id)
+    accounts = _find_accounts(
+        session, sender_id=sender_id, receiver_id=receiver_id, agency_id=receiver.agency_id
+    )
+    return _Parties(agency=agency, agency_id=receiver.agency_id, accounts=accounts)
+
+
+async def plan_send_gift(
     database: Database,
     shop: ShopConfig,
     *,
@@ -112,7 +138,8 @@ def plan_send_gift(
     message: str | None,
     call_id: str | None,
 ) -> Work:
-    """Validate a gift and return its unit of work (reads only, unless an account is new)."""
+    """Validate a gift and return its unit of work: reads only (awaited on the event loop,
+    `Database.read_async`), unless an account is new (opened in a worker thread)."""
     if (diamonds is None) == (gift_type is None):
         raise ValidationFailed(
             "give exactly one of diamonds and gift_type",
@@ -133,25 +160,16 @@ def plan_send_gift(
             "a gift cannot be sent to oneself",
             fields=[{"field": "body.receiver_id", "message": "is the sender"}],
         )
-    with database.read() as session:
-        found = wallets.find_users(session, [sender_id, receiver_id])
-        if sender_id not in found:
-            raise NotFound(f"no user {sender_id}: it has no wallet to give from", user_id=sender_id)
-        wallets.ensure_may_spend(found[sender_id])  # a frozen sender gives nothing (403)
-        receiver = found.get(receiver_id)
-        if receiver is None:
-            raise NotFound(f"no user {receiver_id}", user_id=receiver_id)
-        agency = None
-        if receiver.agency_id is not None:
-            agency = wallets.get_agency(session, receiver.agency_id)
-        accounts = _find_accounts(
-            session, sender_id=sender_id, receiver_id=receiver_id, agency_id=receiver.agency_id
-        )
+    parties = await database.read_async(_read_parties, sender_id=sender_id, receiver_id=receiver_id)
+    accounts = parties.accounts
     if accounts is None:
-        with database.unit_of_work() as session:
-            accounts = _open_accounts(
-                session, sender_id=sender_id, receiver_id=receiver_id, agency_id=receiver.agency_id
-            )
+        accounts = await database.write_async(
+            _open_accounts,
+            sender_id=sender_id,
+            receiver_id=receiver_id,
+            agency_id=parties.agency_id,
+        )
+    agency = parties.agency
     shares = split(
         diamonds,
         commission_bps=None if agency is None else agency.commission_bps,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, select, update
 
 from coffer.db import dialect
 from coffer.ledger import InvariantViolated
@@ -67,8 +68,20 @@ def find_user(conn: Connection, user_id: str) -> User | None:
 
 
 def find_users(conn: Connection, user_ids: list[str]) -> dict[str, User]:
-    rows = conn.execute(select(users).where(users.c.id.in_(user_ids)))
+    if len(user_ids) > _PREBUILT_IDS_MAX:
+        rows = conn.execute(select(users).where(users.c.id.in_(user_ids)))
+    else:  # the hot case (a gift's two parties): a statement built and compiled once
+        params = {f"id{i}": user_id for i, user_id in enumerate(user_ids)}
+        rows = conn.execute(_users_by_id(len(user_ids)), params)
     return {row.id: _user(row) for row in rows}
+
+
+_PREBUILT_IDS_MAX = 8
+
+
+@functools.cache
+def _users_by_id(count: int) -> Select[Any]:
+    return select(users).where(users.c.id.in_([bindparam(f"id{i}") for i in range(count)]))
 
 
 def insert_user_if_absent(conn: Connection, user_id: str, *, now: datetime) -> bool:
@@ -126,8 +139,11 @@ def set_frozen(
 
 
 def find_agency(conn: Connection, agency_id: str) -> Agency | None:
-    row = conn.execute(select(agencies).where(agencies.c.id == agency_id)).first()
+    row = conn.execute(_AGENCY_BY_ID, {"agency_id": agency_id}).first()
     return None if row is None else _agency(row)
+
+
+_AGENCY_BY_ID = select(agencies).where(agencies.c.id == bindparam("agency_id"))
 
 
 def upsert_agency(

@@ -53,7 +53,7 @@ async def send_gift(
     assert principal.user_id is not None
     return await idem.commit(
         get_writer(request),
-        lambda: gifts.plan_send_gift(
+        gifts.plan_send_gift(
             database,
             shop,
             gift_id=idem.derived_id("gift"),
