@@ -35,6 +35,7 @@ class Authenticator:
         self._database = database
         self._jwt_secret = jwt_secret
         self._clock = clock
+        self._user_tokens = tokens.VerifiedTokens(jwt_secret)
 
     def authenticate(self, token: str | None) -> Principal:
         """The principal `token` speaks for; `Unauthenticated` if it is missing, malformed,
@@ -45,7 +46,7 @@ class Authenticator:
             raise Unauthenticated("the token is not valid")
         if keys.is_key_shaped(token):
             return self._authenticate_key(token)
-        user_id = tokens.user_of_token(self._jwt_secret, token)
+        user_id = self._user_tokens.user_of(token)
         return Principal(kind="user", id=user_id, user_id=user_id)
 
     def mint_user_token(

@@ -7,6 +7,8 @@ become `Unauthenticated` (STYLE habit 4).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -60,6 +62,17 @@ def mint_user_token(secret: str, *, user_id: str, ttl_s: int, now: datetime) -> 
 
 def user_of_token(secret: str, token: str) -> str:
     """The user id a valid token speaks for; `Unauthenticated` for anything else."""
+    return _verify(secret, token).user_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    user_id: str
+    valid_from_s: float  # Unix time, the leeway included (`nbf` and `iat`, if present)
+    valid_until_s: float  # Unix time, the leeway included (`exp`)
+
+
+def _verify(secret: str, token: str) -> _Verified:
     try:
         claims = jwt.decode(
             token,
@@ -76,4 +89,42 @@ def user_of_token(secret: str, token: str) -> str:
     if not is_user_id(user_id):
         raise Unauthenticated("the token's subject is not a valid user id")
     assert isinstance(user_id, str)
-    return user_id
+    # PyJWT has checked these are numbers; a token is good from its nbf and iat, until its exp.
+    starts = [float(claims[name]) for name in ("nbf", "iat") if name in claims]
+    return _Verified(
+        user_id=user_id,
+        valid_from_s=max(starts, default=float("-inf")) - CLOCK_LEEWAY_S,
+        valid_until_s=float(claims["exp"]) + CLOCK_LEEWAY_S,
+    )
+
+
+# A client sends the same token with every request, and checking its signature and claims again
+# each time was a tenth of a balance request's CPU. A token that verified is remembered, by its
+# exact text (a changed byte is another token), until it expires; user tokens cannot be revoked
+# before then anyway (an API key can, and keys are never cached). Bounded: the memory is
+# emptied when it holds VERIFIED_TOKENS_MAX; longer tokens are checked every time.
+VERIFIED_TOKENS_MAX = 10_000
+VERIFIED_TOKEN_LENGTH_MAX = 1_024
+
+
+class VerifiedTokens:
+    """`user_of_token` for one secret, remembering the tokens that verified."""
+
+    def __init__(self, secret: str, *, now_s: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self._now_s = now_s
+        self._verified: dict[str, _Verified] = {}
+
+    def user_of(self, token: str) -> str:
+        now_s = self._now_s()
+        known = self._verified.get(token)
+        if known is not None:
+            if known.valid_from_s <= now_s < known.valid_until_s:
+                return known.user_id
+            self._verified.pop(token, None)  # expired: checked again below, and refused
+        verified = _verify(self._secret, token)
+        if len(token) <= VERIFIED_TOKEN_LENGTH_MAX:
+            if len(self._verified) >= VERIFIED_TOKENS_MAX:
+                self._verified.clear()
+            self._verified[token] = verified
+        return verified.user_id

@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, and_, bindparam, func, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from coffer.ledger import repository as repo
@@ -268,13 +279,20 @@ def owner_accounts_with_totals(
     )
 
 
+_POSTED_PHASES: list[ColumnElement[str]] = [
+    literal_column("'posted'"),
+    literal_column("'post_pending'"),
+]
+
+
 @functools.cache
 def _owner_accounts_statement() -> Select[Any]:
     # Built once: the statement, its cache key and its compiled form are reused per call.
     a, totals = tables.accounts, tables.account_totals
     joined = a.outerjoin(
         totals,
-        and_(totals.c.account_id == a.c.id, totals.c.phase.in_(("posted", "post_pending"))),
+        # Literal phases: an IN of bound values is re-expanded at every execution.
+        and_(totals.c.account_id == a.c.id, totals.c.phase.in_(_POSTED_PHASES)),
     )
     return (
         select(
