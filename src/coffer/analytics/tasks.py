@@ -66,7 +66,7 @@ def check_success_floor(
     """One run of the floor check (see the module docstring)."""
     assert 0 < floor <= 1 and window_s > 0 and attempts_min >= 1
     now = clock()
-    with database.read() as session:
+    with database.snapshot() as session:  # one instant; its rows are streamed
         tally = payments.window_tally(session, start=now - timedelta(seconds=window_s), end=now)
     rate = tally.success_rate
     if rate is None or tally.decided < attempts_min:

@@ -8,8 +8,9 @@ run at READ COMMITTED with explicit, ordered row locks; `snapshot()` reads at RE
 PostgreSQL reads have a pool of their own: read-only connections (`default_transaction_read_only`,
 so a write slipped into a read fails instead of committing) in autocommit. At READ COMMITTED each
 statement sees its own snapshot whether or not a transaction is open, so the BEGIN and ROLLBACK
-around a read bought nothing but two round trips; a read that needs one instant for several
-statements asks for `snapshot()`. A pooled connection is pinged before use only when it has been
+around a read bought nothing but two round trips. A read that needs one instant for several
+statements, or that streams its rows (`yield_per`: a server-side cursor lives in a transaction),
+asks for `snapshot()`. A pooled connection is pinged before use only when it has been
 idle for PING_AFTER_IDLE_S (a connection in steady use proves itself with every statement, and a
 ping on every checkout was a round trip per request); one that fails is replaced, and a failure
 of a connection in use (the server restarted under load) invalidates the whole pool, so at most the

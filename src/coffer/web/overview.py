@@ -113,7 +113,7 @@ def chart(database: Database, *, now: datetime) -> Chart:
     index = {day: i for i, day in enumerate(days)}
     succeeded, failed = [0] * CHART_DAYS, [0] * CHART_DAYS
     volume: dict[str, list[int]] = {}
-    with database.read() as session:
+    with database.snapshot() as session:  # one instant; its rows are streamed
         report = analytics.payment_report(
             session, start=start, end=now, group_by="day", tz=analytics.zone("UTC")
         )

@@ -129,7 +129,7 @@ def payment_analytics(
         _bound(created_to, name="to", zone=zone),
         now=clock_of(request)(),
     )
-    with database.read() as session:
+    with database.snapshot() as session:  # one instant; its rows are streamed
         report = analytics.payment_report(
             session,
             start=start,
