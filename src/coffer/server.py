@@ -25,7 +25,7 @@ from coffer.calls import tasks as call_tasks
 from coffer.config import Settings
 from coffer.db import Database, Writer, migrate
 from coffer.db.base import metadata as app_metadata
-from coffer.escrow import service as escrow_service
+from coffer.escrow import settlement as escrow_settlement
 from coffer.escrow import tasks as escrow_tasks
 from coffer.events.tasks import purge_old_events
 from coffer.idempotency.tasks import purge_expired_keys
@@ -255,7 +255,7 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
     """Everything above an open, migrated database (tests bring their own database)."""
     settings.refuse_bad_startup()
     # What a paid order settles into, per purpose (top-ups are payments' own).
-    settlement.register("escrow", escrow_service.SETTLEMENT)
+    settlement.register("escrow", escrow_settlement.SETTLEMENT)
     notes: list[str] = []
     configured_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     configured_mock = (
