@@ -34,8 +34,7 @@ from coffer.kit.periodic import Job, Periodic
 from coffer.outbound import service as outbound_service
 from coffer.outbound import tasks as outbound_tasks
 from coffer.outbound.urls import UrlPolicy
-from coffer.payments import flows as payment_flows
-from coffer.payments import settlement
+from coffer.payments import refund_flows, settlement
 from coffer.payouts import tasks as payout_tasks
 from coffer.providers import Providers
 from coffer.subscriptions import tasks as subscription_tasks
@@ -100,7 +99,7 @@ class Coffer:
             Job(
                 "payments.resume_refunds",
                 REFUND_RESUME_INTERVAL_S,
-                lambda: payment_flows.resume_refunds(
+                lambda: refund_flows.resume_refunds(
                     database, providers, utc_now, writer=self.writer
                 ),
             ),
@@ -108,7 +107,7 @@ class Coffer:
             Job(
                 "payments.reconcile_refunds",
                 REFUND_RECONCILE_INTERVAL_S,
-                lambda: payment_flows.reconcile_refunds(
+                lambda: refund_flows.reconcile_refunds(
                     database, providers, utc_now, writer=self.writer
                 ),
             ),

@@ -15,6 +15,7 @@ from coffer.escrow import records, service
 from coffer.escrow.records import Escrow
 from coffer.kit.clock import Clock
 from coffer.payments import flows as payment_flows
+from coffer.payments import refund_flows
 from coffer.payments import refunds as refund_service
 from coffer.payments import service as payments
 from coffer.payments.flows import PreparedOrder
@@ -123,7 +124,7 @@ def refund_escrow(
         return escrow, refund, payments.get_order(session, escrow.order_id)
 
     _, refund, order = writer.call(begin)
-    payment_flows.send_refund(
+    refund_flows.send_refund(
         database, providers, refund=refund, order=order, clock=clock, writer=writer
     )
     with database.read() as session:
