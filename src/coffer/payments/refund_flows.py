@@ -19,8 +19,8 @@ from coffer import alerts, ledger, oplog
 from coffer.db import Database, Writer, claims
 from coffer.errors import ProviderRejected, ProviderUnavailable
 from coffer.kit.clock import Clock
+from coffer.payments import refund_outcomes, service
 from coffer.payments import refunds as refund_service
-from coffer.payments import service
 from coffer.payments.refunds import Refund
 from coffer.payments.service import PaymentOrder
 from coffer.payments.tables import refunds as refunds_table
@@ -135,7 +135,7 @@ def send_refund(
             return settled
         refused = exc.message
         writer.call(
-            lambda session: refund_service.fail_refund(
+            lambda session: refund_outcomes.fail_refund(
                 session, refund_id=refund.id, reason=refused, now=clock()
             )
         )
@@ -148,14 +148,14 @@ def send_refund(
 
     def book(session: Session) -> Refund:
         if provided.status == "succeeded":
-            return refund_service.complete_refund(
+            return refund_outcomes.complete_refund(
                 session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
             )
         if provided.status == "failed":
-            return refund_service.fail_refund(
+            return refund_outcomes.fail_refund(
                 session, refund_id=refund.id, reason="the provider failed the refund", now=clock()
             )
-        return refund_service.note_provider_refund(
+        return refund_outcomes.note_provider_refund(
             session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
         )
 
@@ -207,14 +207,14 @@ def _book_provider_answer(
 
     def book(session: Session) -> Refund:
         if provided.status == "succeeded":
-            return refund_service.complete_refund(
+            return refund_outcomes.complete_refund(
                 session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
             )
         if provided.status == "failed":
-            return refund_service.reverse_refund(
+            return refund_outcomes.reverse_refund(
                 session, refund_id=refund.id, reason="the provider failed the refund", now=clock()
             )
-        return refund_service.note_provider_refund(
+        return refund_outcomes.note_provider_refund(
             session, refund_id=refund.id, provider_refund_id=provided.refund_id, now=clock()
         )
 
