@@ -25,7 +25,7 @@ from coffer.calls import tasks as call_tasks
 from coffer.config import Settings
 from coffer.db import Database, Writer, migrate
 from coffer.db.base import metadata as app_metadata
-from coffer.escrow import service as escrow_service
+from coffer.escrow import settlement as escrow_settlement
 from coffer.escrow import tasks as escrow_tasks
 from coffer.events.tasks import purge_old_events
 from coffer.idempotency.tasks import purge_expired_keys
@@ -34,8 +34,7 @@ from coffer.kit.periodic import Job, Periodic
 from coffer.outbound import service as outbound_service
 from coffer.outbound import tasks as outbound_tasks
 from coffer.outbound.urls import UrlPolicy
-from coffer.payments import flows as payment_flows
-from coffer.payments import settlement
+from coffer.payments import refund_flows, settlement
 from coffer.payouts import tasks as payout_tasks
 from coffer.providers import Providers
 from coffer.subscriptions import tasks as subscription_tasks
@@ -100,7 +99,7 @@ class Coffer:
             Job(
                 "payments.resume_refunds",
                 REFUND_RESUME_INTERVAL_S,
-                lambda: payment_flows.resume_refunds(
+                lambda: refund_flows.resume_refunds(
                     database, providers, utc_now, writer=self.writer
                 ),
             ),
@@ -108,7 +107,7 @@ class Coffer:
             Job(
                 "payments.reconcile_refunds",
                 REFUND_RECONCILE_INTERVAL_S,
-                lambda: payment_flows.reconcile_refunds(
+                lambda: refund_flows.reconcile_refunds(
                     database, providers, utc_now, writer=self.writer
                 ),
             ),
@@ -255,7 +254,7 @@ def assemble(settings: Settings, database: Database, *, first_admin_key: bool = 
     """Everything above an open, migrated database (tests bring their own database)."""
     settings.refuse_bad_startup()
     # What a paid order settles into, per purpose (top-ups are payments' own).
-    settlement.register("escrow", escrow_service.SETTLEMENT)
+    settlement.register("escrow", escrow_settlement.SETTLEMENT)
     notes: list[str] = []
     configured_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     configured_mock = (

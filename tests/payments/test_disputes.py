@@ -330,15 +330,15 @@ def test_open_dispute_is_never_sent_to_the_provider_as_a_refund(
     from datetime import timedelta
 
     from coffer.kit.clock import utc_now
-    from coffer.payments import flows
+    from coffer.payments import refund_flows
 
     with make_api(db, **stripe_fake.settings_values()) as api:
         order = _stripe_paid(api, stripe_fake, "ned")
         _deliver(api, "stripe", stripe_fake.open_dispute(order["provider_order_id"]))
         providers = api.coffer.app.state.providers
         later = lambda: utc_now() + timedelta(hours=2)  # noqa: E731
-        assert flows.resume_refunds(api.database, providers, later) == 0
-        assert flows.reconcile_refunds(api.database, providers, later) == 0
+        assert refund_flows.resume_refunds(api.database, providers, later) == 0
+        assert refund_flows.reconcile_refunds(api.database, providers, later) == 0
         assert stripe_fake.refunds == {}
         assert [r["status"] for r in _order(api, order["id"])["refunds"]] == ["pending"]
         assert_books_clean(api)

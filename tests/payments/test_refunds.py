@@ -158,7 +158,7 @@ def test_a_refund_the_provider_could_not_answer_is_resumed(db, stripe_fake) -> N
     from datetime import timedelta
 
     from coffer.kit.clock import utc_now
-    from coffer.payments import flows
+    from coffer.payments import refund_flows
     from tests.api.harness import make_api
 
     with make_api(db, **stripe_fake.settings_values()) as api:
@@ -181,10 +181,10 @@ def test_a_refund_the_provider_could_not_answer_is_resumed(db, stripe_fake) -> N
         assert (balance["posted"], balance["pending_out"]) == (100, 100)
         providers = api.coffer.app.state.providers
         assert (
-            flows.resume_refunds(api.database, providers, utc_now) == 0
+            refund_flows.resume_refunds(api.database, providers, utc_now) == 0
         )  # not stalled long enough
         later = lambda: utc_now() + timedelta(minutes=5)  # noqa: E731
-        assert flows.resume_refunds(api.database, providers, later) == 1
+        assert refund_flows.resume_refunds(api.database, providers, later) == 1
         detail = api.client.get(f"/admin/payment-orders/{order['id']}", headers=api.admin()).json()
         assert detail["order"]["status"] == "refunded"
         assert [r["status"] for r in detail["refunds"]] == ["succeeded"]

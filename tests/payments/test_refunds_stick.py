@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from coffer.db import Database
 from coffer.kit.clock import utc_now
-from coffer.payments import flows
+from coffer.payments import refund_flows
 from coffer.webhooks.tables import inbox
 from tests.api.harness import Api, assert_error, make_api
 from tests.fakes.razorpay_api import RazorpayFake
@@ -106,7 +106,7 @@ def test_resumed_refund_asks_before_sending_again(db: Database, stripe_fake: Str
         assert_error(refund(api, order["id"], amount=10_000), 503, "provider_unavailable")
         stripe_fake.forget_idempotency_keys()
         providers = api.coffer.app.state.providers
-        assert flows.resume_refunds(api.database, providers, _later(5)) == 1
+        assert refund_flows.resume_refunds(api.database, providers, _later(5)) == 1
         assert [r["amount"] for r in stripe_fake.refunds.values()] == [10_000]
         detail = _order(api, order["id"])
         assert [r["status"] for r in detail["refunds"]] == ["succeeded"]
@@ -125,12 +125,12 @@ def test_reconciler_finishes_acknowledged_refund(db: Database, stripe_fake: Stri
         assert provider_id in stripe_fake.refunds
         stripe_fake.settle_refund(provider_id)  # its webhook is lost
         providers = api.coffer.app.state.providers
-        assert flows.reconcile_refunds(api.database, providers, utc_now) == 0  # too soon
-        assert flows.reconcile_refunds(api.database, providers, _later(20)) == 1
+        assert refund_flows.reconcile_refunds(api.database, providers, utc_now) == 0  # too soon
+        assert refund_flows.reconcile_refunds(api.database, providers, _later(20)) == 1
         detail = _order(api, order["id"])
         assert [r["status"] for r in detail["refunds"]] == ["succeeded"]
         assert detail["order"]["refunded_amount"] == 20_000
-        assert flows.reconcile_refunds(api.database, providers, _later(60)) == 0
+        assert refund_flows.reconcile_refunds(api.database, providers, _later(60)) == 0
         assert_books_clean(api)
 
 
@@ -148,7 +148,7 @@ def test_reconciler_fails_refund_the_provider_failed(
         assert _pending_out(api, "fin") == 100
         razorpay_fake.fail_refund(made.json()["refund"]["provider_refund_id"])
         providers = api.coffer.app.state.providers
-        assert flows.reconcile_refunds(api.database, providers, _later(20)) == 1
+        assert refund_flows.reconcile_refunds(api.database, providers, _later(20)) == 1
         detail = _order(api, order_id)
         assert [r["status"] for r in detail["refunds"]] == ["failed"]
         assert (detail["order"]["status"], wallet_balance(api, "fin")) == ("succeeded", 100)
@@ -167,9 +167,9 @@ def test_reconciler_gives_up_after_its_attempts_with_an_alert(
         assert refund(api, order["id"]).status_code == 201
         providers = api.coffer.app.state.providers
         for step in range(1, RECONCILE_ATTEMPTS_MAX + 1):
-            assert flows.reconcile_refunds(api.database, providers, _later(20 * step)) == 1
+            assert refund_flows.reconcile_refunds(api.database, providers, _later(20 * step)) == 1
         later = _later(20 * (RECONCILE_ATTEMPTS_MAX + 2))
-        assert flows.reconcile_refunds(api.database, providers, later) == 0
+        assert refund_flows.reconcile_refunds(api.database, providers, later) == 0
         kinds = [
             a["kind"] for a in api.client.get("/admin/alerts", headers=api.admin()).json()["data"]
         ]
@@ -259,7 +259,7 @@ def test_refund_webhook_without_our_id_waits_in_the_inbox(
             ).one()
         assert waiting.status == "received" and "awaits" in waiting.last_error
         providers = api.coffer.app.state.providers
-        assert flows.resume_refunds(api.database, providers, _later(5)) == 1
+        assert refund_flows.resume_refunds(api.database, providers, _later(5)) == 1
         assert webhook_flows.retry_due(api.database, _later(10)) == 1
         detail = _order(api, order["id"])
         assert [r["status"] for r in detail["refunds"]] == ["succeeded"]

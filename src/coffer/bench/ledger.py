@@ -1,10 +1,11 @@
 """`coffer bench`: the ledger's throughput and latency through group commit, at steady state.
 
 It opens its own accounts (owner ids under `coffer-bench:`, asset `BENCH`, so it can run against
-a database that holds other data), funds them, optionally writes history untimed (`preload`),
-then runs `clients` threads for a warm-up and `seconds` of measurement. Each client submits one
-operation at a time through one shared `ledger.Batcher` and waits for it, so latency is what a
-request handler would see. At the end it proves the books with `ledger.verify`.
+a database that holds other data), funds them, optionally writes history untimed (`preload`;
+both in `ledger_setup.py`), then runs `clients` threads for a warm-up and `seconds` of
+measurement. Each client submits one operation at a time through one shared `ledger.Batcher`
+and waits for it, so latency is what a request handler would see. At the end it proves the
+books with `ledger.verify`; `ledger_report.py` holds what the run reports.
 
 Workloads:
 - `uncontended`: transfers between random pairs of `accounts` funded user wallets;
@@ -18,30 +19,20 @@ import gc
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from coffer import ledger
+from coffer.bench.ledger_report import BenchResult, figures
+from coffer.bench.ledger_setup import AMOUNT_MAX, BenchAccounts, open_accounts, preload
 from coffer.db import Database, migrate
-from coffer.ledger import AccountFlags, PostHold, TransferRequest
+from coffer.ledger import PostHold, TransferRequest
 
 WORKLOADS = ("uncontended", "hot", "holds")
-
-ASSET = "BENCH"
-OWNER_ID_PREFIX = "coffer-bench"
-# Each wallet is topped up to this many units; a run moves at most AMOUNT_MAX per operation,
-# so no realistic run can drain one (an insufficient-funds failure would be a real failure).
-FUNDING = 10**12
-FUNDING_LOW = 10**11
-AMOUNT_MAX = 100
 HOLD_TIMEOUT_S = 3_600
-# Setup and preload write this many groups per transaction (the same path as a batch).
-SETUP_BATCH_MAX = 1_000
 # The warm-up is this share of the measured time, capped; nothing in it is counted.
 WARMUP_SHARE = 0.2
 WARMUP_S_MAX = 3.0
@@ -78,215 +69,6 @@ class BenchOptions:
         return min(WARMUP_S_MAX, self.seconds * WARMUP_SHARE)
 
 
-@dataclass(frozen=True, slots=True)
-class OperationFigures:
-    """One kind of ledger operation, measured over the window."""
-
-    name: str
-    count: int
-    per_s: float
-    latency_p50_ms: float
-    latency_p99_ms: float
-    latency_max_ms: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "per_s": round(self.per_s, 1),
-            "latency_p50_ms": round(self.latency_p50_ms, 3),
-            "latency_p99_ms": round(self.latency_p99_ms, 3),
-            "latency_max_ms": round(self.latency_max_ms, 3),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class BenchResult:
-    workload: str
-    database: str  # the dialect only: a URL may carry credentials
-    durability: str  # the settings that decide what a commit survives, read from the database
-    clients: int
-    seconds: float
-    warmup_s: float
-    accounts: int
-    preload: int
-    history_transfers: int  # transfers in the ledger when measuring began
-    transfers: int  # ledger operations completed in the window (each writes one transfer)
-    transfers_per_s: float
-    latency_p50_ms: float
-    latency_p99_ms: float
-    failed: int
-    batches: int
-    batch_size_mean: float
-    # This process's CPU time (every thread: clients, batcher, driver) per operation measured:
-    # what the ledger's Python costs, whatever else the machine is doing.
-    cpu_us_per_transfer: float
-    operations: list[OperationFigures]
-    verified: bool
-    verify_s: float
-    problems: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload,
-            "database": self.database,
-            "durability": self.durability,
-            "clients": self.clients,
-            "seconds": self.seconds,
-            "warmup_s": round(self.warmup_s, 3),
-            "accounts": self.accounts,
-            "preload": self.preload,
-            "history_transfers": self.history_transfers,
-            "transfers": self.transfers,
-            "transfers_per_s": round(self.transfers_per_s, 1),
-            "latency_p50_ms": round(self.latency_p50_ms, 3),
-            "latency_p99_ms": round(self.latency_p99_ms, 3),
-            "failed": self.failed,
-            "batches": self.batches,
-            "batch_size_mean": round(self.batch_size_mean, 1),
-            "cpu_us_per_transfer": round(self.cpu_us_per_transfer, 1),
-            "operations": {op.name: op.as_dict() for op in self.operations},
-            "verified": self.verified,
-            "verify_s": round(self.verify_s, 2),
-            "problems": list(self.problems),
-        }
-
-    def print_table(self, console: Console | None = None) -> None:
-        console = console or Console()
-        table = Table(title=f"coffer bench: {self.workload} on {self.database} ({self.durability})")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        rows: list[tuple[str, str]] = [
-            ("clients", str(self.clients)),
-            ("accounts", f"{self.accounts:,}"),
-            ("history at start (transfers)", f"{self.history_transfers:,}"),
-            ("measured (s, after warm-up)", f"{self.seconds:g} (+{self.warmup_s:g})"),
-            ("transfers / s", f"{self.transfers_per_s:,.0f}"),
-            ("latency p50 (ms)", f"{self.latency_p50_ms:.2f}"),
-            ("latency p99 (ms)", f"{self.latency_p99_ms:.2f}"),
-            ("failed", str(self.failed)),
-            ("batches", f"{self.batches:,}"),
-            ("mean batch size", f"{self.batch_size_mean:.1f}"),
-            ("process CPU per transfer (µs)", f"{self.cpu_us_per_transfer:.0f}"),
-        ]
-        if len(self.operations) > 1:
-            for op in self.operations:
-                rows.append(
-                    (
-                        f"  {op.name}: / s, p50, p99 (ms)",
-                        f"{op.per_s:,.0f}, {op.latency_p50_ms:.2f}, {op.latency_p99_ms:.2f}",
-                    )
-                )
-        rows.append(("verified", "yes" if self.verified else "NO"))
-        for name, value in rows:
-            table.add_row(name, value)
-        console.print(table)
-        for problem in self.problems:
-            console.print(f"  - {problem}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Setup
-
-
-@dataclass(frozen=True, slots=True)
-class _Accounts:
-    issuance: int
-    hot: int
-    users: list[int]
-
-
-def _open_accounts(
-    database: Database, count: int, *, on_progress: Callable[[int], None]
-) -> _Accounts:
-    """Open (or find) the bench's accounts and top up any wallet that is running low."""
-    with database.unit_of_work() as session:
-        ledger.define_asset(session, code=ASSET, scale=0)
-        issuance = ledger.open_account(
-            session, asset=ASSET, owner_type="system", owner_id=OWNER_ID_PREFIX, kind="issuance"
-        )
-        hot = ledger.open_account(
-            session, asset=ASSET, owner_type="platform", owner_id=OWNER_ID_PREFIX, kind="fees"
-        )
-    users: list[int] = []
-    low: list[tuple[int, int]] = []
-    for start in range(0, count, SETUP_BATCH_MAX):
-        with database.unit_of_work() as session:
-            for index in range(start, min(count, start + SETUP_BATCH_MAX)):
-                account = ledger.open_account(
-                    session,
-                    asset=ASSET,
-                    owner_type="user",
-                    owner_id=f"{OWNER_ID_PREFIX}:{index:08d}",
-                    kind="wallet",
-                    flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-                )
-                users.append(account.id)
-                if account.available < FUNDING_LOW:
-                    low.append((account.id, FUNDING - account.available))
-        on_progress(min(count, start + SETUP_BATCH_MAX) - start)
-    for start in range(0, len(low), SETUP_BATCH_MAX):
-        groups = [
-            ledger.Group([TransferRequest(issuance.id, account_id, amount, "bench.funding")])
-            for account_id, amount in low[start : start + SETUP_BATCH_MAX]
-        ]
-        with database.unit_of_work() as session:
-            _raise_first(ledger.execute_many(session, groups))
-    return _Accounts(issuance=issuance.id, hot=hot.id, users=users)
-
-
-def _raise_first(results: Sequence[ledger.GroupResult]) -> None:
-    for result in results:
-        if isinstance(result, ledger.LedgerError):
-            raise result
-
-
-def _preload(
-    database: Database,
-    accounts: _Accounts,
-    *,
-    workload: str,
-    count: int,
-    rng: random.Random,
-    on_progress: Callable[[int], None],
-) -> None:
-    """Write `count` transfers of history shaped like the workload, untimed: for `holds`,
-    holds and their postings (two transfers each), so the holds table has a history too."""
-    users = accounts.users
-    written = 0
-    while written < count:
-        size = min(SETUP_BATCH_MAX, count - written)
-        pending = workload == "holds" and size >= 2
-        groups = []
-        for _ in range(size // 2 if pending else size):
-            debit, credit = rng.sample(users, 2)
-            if workload == "hot":
-                credit = accounts.hot
-            amount = rng.randint(2, AMOUNT_MAX)
-            request = TransferRequest(
-                debit, credit, amount, "bench.preload", pending=pending, timeout_s=None
-            )
-            groups.append(ledger.Group([request]))
-        with database.unit_of_work() as session:
-            results = ledger.execute_many(session, groups)
-            _raise_first(results)
-        if pending:
-            posts = [
-                ledger.Group([PostHold(hold_id=made[0].id, amount=made[0].amount // 2)])
-                for made in results
-                if not isinstance(made, ledger.LedgerError)
-            ]
-            with database.unit_of_work() as session:
-                _raise_first(ledger.execute_many(session, posts))
-            size = 2 * len(posts)
-        written += size
-        on_progress(size)
-    if database.dialect == "postgresql":
-        # Fresh statistics, so the planner sees the tables as they now are.
-        with database.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE ledger_accounts, ledger_transfers, ledger_holds")
-            conn.commit()
-
-
 # ---------------------------------------------------------------------------------------------
 # Clients
 
@@ -304,7 +86,7 @@ class _Recorder:
 
 def _client(
     batcher: ledger.Batcher,
-    accounts: _Accounts,
+    accounts: BenchAccounts,
     *,
     workload: str,
     rng: random.Random,
@@ -352,26 +134,6 @@ def _client(
                 continue
             finished = clock()
             samples.append((1, finished, finished - started))
-
-
-def _percentile(sorted_values: Sequence[float], share: float) -> float:
-    """Nearest-rank percentile of an ascending list (0.0 when empty)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, round(share * len(sorted_values) + 0.5))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def _figures(name: str, latencies: list[float], seconds: float) -> OperationFigures:
-    latencies.sort()
-    return OperationFigures(
-        name=name,
-        count=len(latencies),
-        per_s=len(latencies) / seconds,
-        latency_p50_ms=_percentile(latencies, 0.50) * 1000,
-        latency_p99_ms=_percentile(latencies, 0.99) * 1000,
-        latency_max_ms=(latencies[-1] * 1000) if latencies else 0.0,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,12 +196,12 @@ def _run(database: Database, options: BenchOptions, bar: _Progress) -> BenchResu
     rng = random.Random(options.seed)
     bar.stage(f"opening {options.accounts:,} accounts", options.accounts)
     migrate(database)
-    accounts = _open_accounts(
+    accounts = open_accounts(
         database, options.accounts, on_progress=lambda n: bar.update(advance=n)
     )
     if options.preload:
         bar.stage(f"preloading {options.preload:,}", options.preload)
-        _preload(
+        preload(
             database,
             accounts,
             workload=options.workload,
@@ -499,10 +261,10 @@ def _run(database: Database, options: BenchOptions, bar: _Progress) -> BenchResu
                 all_latencies.append(latency)
         failed += sum(1 for at in recorder.failed if window_start <= at < window_end)
     operations = [
-        _figures(name, values, options.seconds)
+        figures(name, values, options.seconds)
         for name, values in zip(names, latencies, strict=True)
     ]
-    overall = _figures("all", all_latencies, options.seconds)
+    overall = figures("all", all_latencies, options.seconds)
     batches = stats_end.batches - stats_start.batches
     groups = stats_end.groups - stats_start.groups
 
@@ -563,4 +325,4 @@ def _wait_until(deadline: float, started: float, bar: _Progress, note: str) -> N
         time.sleep(min(PROGRESS_REFRESH_S, deadline - now))
 
 
-__all__ = ["WORKLOADS", "BenchOptions", "BenchResult", "OperationFigures", "run_bench"]
+__all__ = ["WORKLOADS", "BenchOptions", "run_bench"]

@@ -11,10 +11,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from coffer.db import Database, Writer
-from coffer.escrow import service
-from coffer.escrow.service import Escrow
+from coffer.escrow import records, service
+from coffer.escrow.records import Escrow
 from coffer.kit.clock import Clock
 from coffer.payments import flows as payment_flows
+from coffer.payments import refund_flows
 from coffer.payments import refunds as refund_service
 from coffer.payments import service as payments
 from coffer.payments.flows import PreparedOrder
@@ -96,12 +97,12 @@ def refund_escrow(
        refund pending: the refund jobs ask again, and the hook finishes the escrow then.
     """
     with database.read() as session:
-        planned = service.get_escrow(session, escrow_id)
-    service.check_move(planned, "refund", role)
+        planned = records.get_escrow(session, escrow_id)
+    records.check_move(planned, "refund", role)
 
     def begin(session: Session) -> tuple[Escrow, Refund, payments.PaymentOrder]:
-        escrow = service.get_escrow(session, escrow_id, for_update=True)
-        service.check_move(escrow, "refund", role)
+        escrow = records.get_escrow(session, escrow_id, for_update=True)
+        records.check_move(escrow, "refund", role)
         now = clock()
         refund, _ = refund_service.begin_refund(
             session,
@@ -115,7 +116,7 @@ def refund_escrow(
             purpose="escrow",
         )
         escrow = service.mark_refunding(session, escrow, refund_id=refund.id, now=now)
-        if role == service.ADMIN:
+        if role == records.ADMIN:
             service.record_operator_move(
                 session, escrow, actor=actor, action="escrow.refund", reason=reason, now=now,
                 details={"amount": refund.amount, "refund_id": refund.id},
@@ -123,8 +124,8 @@ def refund_escrow(
         return escrow, refund, payments.get_order(session, escrow.order_id)
 
     _, refund, order = writer.call(begin)
-    payment_flows.send_refund(
+    refund_flows.send_refund(
         database, providers, refund=refund, order=order, clock=clock, writer=writer
     )
     with database.read() as session:
-        return service.get_escrow(session, escrow_id)
+        return records.get_escrow(session, escrow_id)

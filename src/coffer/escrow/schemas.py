@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from coffer.auth.principal import USER_ID_PATTERN
-from coffer.escrow.service import Escrow
+from coffer.escrow.records import Escrow
 from coffer.ledger import AMOUNT_MAX
 from coffer.payments.refunds import REASON_LENGTH_MAX
 from coffer.payments.schemas import Currency, OrderOut, ProviderName

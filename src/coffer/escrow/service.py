@@ -16,193 +16,36 @@ platform's fee), refunded through the provider, or disputed until an admin decid
 - **Auto-release**: a held escrow whose `auto_release_at` has passed is released by a job
   (`tasks.release_due`).
 
-The state machine is one table, `MOVES`: for each move, the states it may leave and who may
-make it from each. Any other move is 409 `invalid_state` and moves nothing; a party who may
-never make a move (the payee releasing) is 403 `forbidden`; anyone else sees 404.
+The record, its state machine (`MOVES`) and its reads are `records.py`'s; the settlement of its
+order (`EscrowSettlement`) is `settlement.py`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, Row, or_, select, update
 from sqlalchemy.orm import Session
 
 from coffer import events, ledger, oplog
-from coffer.db import Database, dialect, pages
-from coffer.errors import (
-    Forbidden,
-    IdempotencyConflict,
-    InvalidState,
-    NotFound,
-    ValidationFailed,
+from coffer.db import Database, dialect
+from coffer.errors import IdempotencyConflict, InvalidState, ValidationFailed
+from coffer.escrow.records import (
+    ADMIN,
+    Escrow,
+    check_move,
+    get_escrow,
+    guarded_update,
+    locked_as_planned,
 )
 from coffer.escrow.tables import escrows
 from coffer.ledger import Group, TransferRequest, Work
 from coffer.payments.service import PaymentOrder
-from coffer.payments.settlement import Accounts
 from coffer.wallets import service as wallets
 
 LEDGER_SOURCE = "escrow"
-LIST_LIMIT_MAX = 500
-ACCOUNT_KIND = "escrow"
 BPS = 10_000
-
-PAYER, PAYEE, ADMIN, SYSTEM = "payer", "payee", "admin", "system"
-_PAYER_ADMIN = frozenset({PAYER, ADMIN})
-_PARTIES = frozenset({PAYER, PAYEE})
-_ADMIN = frozenset({ADMIN})
-_SYSTEM = frozenset({SYSTEM})
-
-# move -> {state it may leave: who may make it from there}. The one table of the state machine.
-MOVES: dict[str, dict[str, frozenset[str]]] = {
-    "fund": {"pending": _SYSTEM},
-    "release": {"held": _PAYER_ADMIN, "partially_released": _PAYER_ADMIN, "disputed": _ADMIN},
-    "auto_release": {"held": _SYSTEM, "partially_released": _SYSTEM},
-    "refund": {"held": _PAYER_ADMIN, "partially_released": _ADMIN, "disputed": _ADMIN},
-    "dispute": {"held": _PARTIES, "partially_released": _PARTIES},
-    "refund_settled": {"refunding": _SYSTEM},
-    "refund_failed": {"refunding": _SYSTEM},
-}
-# What a party may ever do, whatever the state: outside this a move is 403, not 409.
-_ANYWHERE = {move: frozenset().union(*states.values()) for move, states in MOVES.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class Escrow:
-    id: str
-    payer_id: str
-    payee_id: str
-    amount: int
-    currency: str
-    fee_bps: int
-    status: str
-    reference: str | None
-    order_id: str
-    account_id: int | None
-    released_amount: int
-    fee_amount: int
-    refunded_amount: int
-    refund_id: str | None
-    status_before: str | None
-    auto_release_at: datetime | None
-    dispute_reason: str | None
-    disputed_by: str | None
-    created_at: datetime
-    updated_at: datetime
-    held_at: datetime | None
-
-    @property
-    def left(self) -> int:
-        """What the escrow's account still holds."""
-        return self.amount - self.released_amount - self.refunded_amount
-
-
-_FIELDS = tuple(f.name for f in dataclasses.fields(Escrow))
-
-
-def _escrow(row: Row[Any]) -> Escrow:
-    return Escrow(**{name: row._mapping[name] for name in _FIELDS})
-
-
-def check_move(escrow: Escrow, move: str, role: str) -> None:
-    """Refuse a move the table does not allow: 403 for a role that may never make it, else 409."""
-    if role not in _ANYWHERE[move]:
-        raise Forbidden(f"the {role} of an escrow may not {move.replace('_', ' ')} it")
-    if role not in MOVES[move].get(escrow.status, frozenset()):
-        raise InvalidState(
-            f"an escrow that is {escrow.status} cannot be {_PAST[move]} by the {role}",
-            status=escrow.status,
-            move=move,
-        )
-
-
-_PAST = {
-    "fund": "funded",
-    "release": "released",
-    "auto_release": "released",
-    "refund": "refunded",
-    "dispute": "disputed",
-    "refund_settled": "refunded",
-    "refund_failed": "restored",
-}
-
-
-def role_of(escrow: Escrow, *, user_id: str | None, admin: bool) -> str:
-    """Who the caller is to this escrow; someone else's escrow is not found."""
-    if admin:
-        return ADMIN
-    if user_id == escrow.payer_id:
-        return PAYER
-    if user_id == escrow.payee_id:
-        return PAYEE
-    raise NotFound(f"no escrow {escrow.id}", escrow_id=escrow.id)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reads
-
-
-def get_escrow(session: Session, escrow_id: str, *, for_update: bool = False) -> Escrow:
-    query = select(escrows).where(escrows.c.id == escrow_id)
-    if for_update:
-        query = query.with_for_update()
-    row = session.execute(query).first()
-    if row is None:
-        raise NotFound(f"no escrow {escrow_id}", escrow_id=escrow_id)
-    return _escrow(row)
-
-
-def find_by_order(session: Session, order_id: str, *, for_update: bool = False) -> Escrow:
-    query = select(escrows).where(escrows.c.order_id == order_id)
-    if for_update:
-        query = query.with_for_update()
-    row = session.execute(query).first()
-    if row is None:
-        raise ledger.InvariantViolated(f"order {order_id} is for an escrow that does not exist")
-    return _escrow(row)
-
-
-def list_escrows(
-    session: Session,
-    *,
-    limit: int,
-    before: tuple[datetime, str] | None = None,
-    party_id: str | None = None,
-    status: str | None = None,
-) -> tuple[list[Escrow], bool]:
-    """Newest first, keyset-paged on (created_at, id); `party_id` as payer or as payee."""
-    assert 0 < limit <= LIST_LIMIT_MAX
-    query = select(escrows)
-    if party_id is not None:
-        query = query.where(or_(escrows.c.payer_id == party_id, escrows.c.payee_id == party_id))
-    rows, has_more = pages.newest_first(
-        session,
-        query,
-        at=escrows.c.created_at,
-        id_=escrows.c.id,
-        limit=limit,
-        before=before,
-        equal=((escrows.c.status, status),),
-    )
-    return [_escrow(r) for r in rows], has_more
-
-
-def due_for_release(session: Session, *, now: datetime, limit: int) -> list[str]:
-    """Held escrows whose `auto_release_at` has passed, soonest first."""
-    rows = session.execute(
-        select(escrows.c.id)
-        .where(
-            escrows.c.status.in_(("held", "partially_released")),
-            escrows.c.auto_release_at <= now,
-        )
-        .order_by(escrows.c.auto_release_at, escrows.c.id)
-        .limit(limit)
-    )
-    return [r.id for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,61 +121,6 @@ def record_escrow(
         auto_release_at,
     ):
         raise IdempotencyConflict("this escrow was opened with other terms", escrow_id=escrow_id)
-    return escrow
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing a move (inside a unit of work, the row locked)
-
-
-def _move(session: Session, escrow: Escrow, *, now: datetime, **values: Any) -> Escrow:
-    """Change the locked row; the WHERE repeats what the move was decided on (paired check)."""
-    result = session.execute(
-        update(escrows)
-        .where(
-            escrows.c.id == escrow.id,
-            escrows.c.status == escrow.status,
-            escrows.c.released_amount == escrow.released_amount,
-            escrows.c.refunded_amount == escrow.refunded_amount,
-        )
-        .values(updated_at=now, **values)
-    )
-    assert isinstance(result, CursorResult)
-    if result.rowcount != 1:
-        raise ledger.InvariantViolated(f"escrow {escrow.id} changed under its lock")
-    moved = get_escrow(session, escrow.id)
-    events.emit(session, escrow_events(moved), now=now)
-    return moved
-
-
-def escrow_events(escrow: Escrow) -> list[events.NewEvent]:
-    data = {
-        "escrow_id": escrow.id,
-        "status": escrow.status,
-        "amount": escrow.amount,
-        "currency": escrow.currency,
-        "released_amount": escrow.released_amount,
-        "refunded_amount": escrow.refunded_amount,
-        "left": escrow.left,
-    }
-    return [
-        events.NewEvent(escrow.payer_id, "escrow.updated", data),
-        events.NewEvent(escrow.payee_id, "escrow.updated", data),
-    ]
-
-
-def _locked_as_planned(session: Session, planned: Escrow, move: str, role: str) -> Escrow:
-    """The row locked, the move still allowed, and nothing moved since it was planned."""
-    escrow = get_escrow(session, planned.id, for_update=True)
-    check_move(escrow, move, role)
-    if (escrow.released_amount, escrow.refunded_amount) != (
-        planned.released_amount,
-        planned.refunded_amount,
-    ):
-        raise InvalidState(
-            f"escrow {escrow.id} moved while this request was on its way: ask again",
-            status=escrow.status,
-        )
     return escrow
 
 
@@ -425,7 +213,7 @@ def plan_release(
     ]  # fmt: skip
 
     def before(session: Session) -> Escrow:
-        locked = _locked_as_planned(session, escrow, move, role)
+        locked = locked_as_planned(session, escrow, move, role)
         if move == "auto_release":
             assert now is not None
             if locked.auto_release_at is None or locked.auto_release_at > now:
@@ -440,7 +228,7 @@ def plan_release(
             if released + locked.refunded_amount == locked.amount
             else ("partially_released")
         )
-        moved = _move(
+        moved = guarded_update(
             session, locked, now=when, status=status, released_amount=released,
             fee_amount=locked.fee_amount + fee,
         )  # fmt: skip
@@ -485,10 +273,10 @@ def plan_dispute(database: Database, *, escrow_id: str, role: str, reason: str, 
     check_move(escrow, "dispute", role)
 
     def before(session: Session) -> Escrow:
-        return _locked_as_planned(session, escrow, "dispute", role)
+        return locked_as_planned(session, escrow, "dispute", role)
 
     def after(session: Session, locked: Escrow, _: list[ledger.Transfer]) -> Escrow:
-        return _move(
+        return guarded_update(
             session, locked, now=clock(), status="disputed", status_before=locked.status,
             dispute_reason=reason, disputed_by=role, auto_release_at=None,
         )  # fmt: skip
@@ -521,134 +309,21 @@ def record_operator_move(
 
 def mark_refunding(session: Session, escrow: Escrow, *, refund_id: str, now: datetime) -> Escrow:
     """A refund of what is left is with the provider (its row was just begun, in this unit)."""
-    return _move(
+    return guarded_update(
         session, escrow, now=now, status="refunding", status_before=escrow.status,
         refund_id=refund_id,
     )  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------
-# Settlement: what payments calls when the escrow's order is paid, or its money goes back
-
-
-class EscrowSettlement:
-    """A paid escrow order fills the escrow's own account; a refund of it empties it."""
-
-    def find_accounts(self, session: Session, order: PaymentOrder) -> Accounts | None:
-        escrow = find_by_order(session, order.id)
-        clearing = ledger.find_account(
-            session, asset=order.currency, owner_type="provider", owner_id=order.provider,
-            kind="clearing",
-        )  # fmt: skip
-        held = ledger.find_account(
-            session, asset=order.currency, owner_type="system", owner_id=escrow.id,
-            kind=ACCOUNT_KIND,
-        )  # fmt: skip
-        return None if clearing is None or held is None else (clearing, held)
-
-    def open_accounts(self, session: Session, order: PaymentOrder) -> Accounts:
-        escrow = find_by_order(session, order.id)
-        clearing = wallets.provider_account(session, order.provider, asset=order.currency)
-        held = ledger.open_account(
-            session, asset=order.currency, owner_type="system", owner_id=escrow.id,
-            kind=ACCOUNT_KIND, flags=ledger.AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-        )  # fmt: skip
-        return clearing, held
-
-    def operations(
-        self, order: PaymentOrder, accounts: Accounts, *, payment_id: str | None, via: str
-    ) -> list[ledger.Operation]:
-        clearing, held = accounts
-        return [
-            TransferRequest(
-                debit_account_id=clearing.id,
-                credit_account_id=held.id,
-                amount=order.amount,
-                type="escrow_hold",
-                metadata={
-                    "order_id": order.id,
-                    "escrow_id": held.owner_id,
-                    "provider": order.provider,
-                    "payment_id": payment_id,
-                    "via": via,
-                    "description": "Escrow funded",
-                },
-                idempotency_key=f"{order.id}:payment",
-            )
-        ]
-
-    def settled(
-        self, session: Session, order: PaymentOrder, made: list[ledger.Transfer]
-    ) -> list[events.NewEvent]:
-        escrow = find_by_order(session, order.id, for_update=True)
-        check_move(escrow, "fund", SYSTEM)
-        (payment,) = made
-        # `_move` emits the escrow's events itself; the order's come back to the caller.
-        _move(
-            session, escrow, now=payment.created_at, status="held",
-            account_id=payment.credit_account_id, held_at=payment.created_at,
-        )  # fmt: skip
-        return []
-
-    def refund_booked(
-        self,
-        session: Session,
-        order: PaymentOrder,
-        *,
-        refund_id: str,
-        amount: int,
-        outcome: str,
-        now: datetime,
-    ) -> None:
-        escrow = find_by_order(session, order.id, for_update=True)
-        ours = escrow.status == "refunding" and escrow.refund_id == refund_id
-        if outcome == "failed":
-            if ours:
-                assert escrow.status_before is not None
-                _move(session, escrow, now=now, status=escrow.status_before)
-            return
-        if outcome == "succeeded":
-            refunded = escrow.refunded_amount + amount
-            status = escrow.status
-            if refunded + escrow.released_amount == escrow.amount:
-                status = "refunded"  # ours, or the provider's own refund of all that was left
-            elif ours:
-                assert escrow.status_before is not None
-                status = escrow.status_before
-            _move(session, escrow, now=now, status=status, refunded_amount=refunded)
-            return
-        # reversed: the provider undid a refund after it succeeded, so the money is held again.
-        refunded = escrow.refunded_amount - amount
-        status = escrow.status
-        if status == "refunded":
-            status = "partially_released" if escrow.released_amount else "held"
-        _move(session, escrow, now=now, status=status, refunded_amount=refunded)
-
-
-SETTLEMENT = EscrowSettlement()
-
-
 __all__ = [
-    "ADMIN",
-    "MOVES",
-    "PAYEE",
-    "PAYER",
-    "SETTLEMENT",
-    "SYSTEM",
-    "Escrow",
-    "EscrowSettlement",
-    "check_move",
+    "BPS",
+    "LEDGER_SOURCE",
     "check_terms",
-    "due_for_release",
     "escrow_id_for_order",
     "fee_of",
-    "find_by_order",
-    "get_escrow",
-    "list_escrows",
     "mark_refunding",
     "plan_dispute",
     "plan_release",
     "record_escrow",
     "record_operator_move",
-    "role_of",
 ]

@@ -13,7 +13,7 @@ import structlog
 
 from coffer.db import Database, Writer
 from coffer.errors import CofferError
-from coffer.escrow import service
+from coffer.escrow import records, service
 from coffer.kit.clock import Clock
 
 BATCH_SIZE_MAX = 100
@@ -28,14 +28,14 @@ def release_due(
     assert 0 < batch_size <= BATCH_SIZE_MAX
     now = clock()
     with database.read() as session:
-        due = service.due_for_release(session, now=now, limit=batch_size)
+        due = records.due_for_release(session, now=now, limit=batch_size)
     released = 0
     for escrow_id in due:
         try:
             work = service.plan_release(
                 database,
                 escrow_id=escrow_id,
-                role=service.SYSTEM,
+                role=records.SYSTEM,
                 amount=None,
                 move="auto_release",
                 now=now,

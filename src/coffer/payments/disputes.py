@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from coffer.alerts import raise_alert
 from coffer.kit.ids import new_id
+from coffer.payments import refund_outcomes
 from coffer.payments import refunds as refund_service
 from coffer.payments.refunds import Refund
 from coffer.payments.service import PaymentOrder, get_order
@@ -184,7 +185,7 @@ def record_provider_refund(
             provider_refund_id=provider_refund_id,
             now=now,
         )
-        refund = refund_service.complete_refund(
+        refund = refund_outcomes.complete_refund(
             session, refund_id=refund.id, provider_refund_id=provider_refund_id, now=now
         )
     dispute = _insert(
@@ -317,11 +318,11 @@ def resolve_dispute(
         return dispute
     if dispute.refund_id is not None:
         if won:
-            refund_service.fail_refund(
+            refund_outcomes.fail_refund(
                 session, refund_id=dispute.refund_id, reason="dispute won", now=now
             )
         else:
-            refund_service.complete_refund(
+            refund_outcomes.complete_refund(
                 session, refund_id=dispute.refund_id, provider_refund_id=None, now=now
             )
     status = "won" if won else "lost"

@@ -80,7 +80,8 @@ refunds = Table(
     Column("idempotency_key", String(255), nullable=True),
     Column("request_fingerprint", String(64), nullable=True),
     Column("failure_reason", String(255), nullable=True),
-    # How often the reconciler asked the provider about it (bounded: see flows.reconcile_refunds).
+    # How often the reconciler asked the provider about it (bounded: see
+    # refund_flows.reconcile_refunds).
     Column("reconcile_attempts", Integer, nullable=False, server_default=text("0")),
     Column("created_by", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),

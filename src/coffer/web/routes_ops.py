@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from coffer.errors import CofferError
 from coffer.escrow import flows as escrow_flows
+from coffer.escrow import records as escrow_records
 from coffer.escrow import service as escrows
 from coffer.escrow.schemas import ESCROW_ID_PATTERN
 from coffer.kit.ids import derived_id
@@ -154,7 +155,7 @@ def escrow_list(
         operator,
         template="escrows.html",
         name="escrows",
-        lister=escrows.list_escrows,
+        lister=escrow_records.list_escrows,
         cursor=cursor,
         context={"status": status, "form_key": secrets.token_urlsafe(18)},
         status=status,
@@ -169,7 +170,7 @@ def release_escrow(
         work = escrows.plan_release(
             state.database(request),
             escrow_id=escrow_id,
-            role=escrows.ADMIN,
+            role=escrow_records.ADMIN,
             amount=paging.amount(form.get("amount"), name="amount"),
             actor=operator.key_id,
             reason=paging.reason(form),
@@ -197,7 +198,7 @@ def refund_escrow(
             state.providers(request),
             state.writer(request),
             escrow_id=escrow_id,
-            role=escrows.ADMIN,
+            role=escrow_records.ADMIN,
             reason=reason,
             actor=operator.key_id,
             refund_key=derived_id("escref", f"admin:{operator.key_id}", key),

@@ -16,7 +16,7 @@ from coffer.calls import service as calls
 from coffer.errors import CofferError, ValidationFailed
 from coffer.kyc import service as kyc
 from coffer.ledger import LedgerError
-from coffer.payments import flows as payment_flows
+from coffer.payments import refund_flows
 from coffer.payments import service as payments
 from coffer.payments.schemas import ORDER_ID_LENGTH_MAX, ORDER_ID_PATTERN
 from coffer.subscriptions import records as subscriptions
@@ -140,10 +140,10 @@ def unfreeze(
 def refund_order(
     request: Request, operator: OperatorDep, form: FormDep, order_id: OrderIdPath
 ) -> Response:
-    """The API's refund (payments.flows.refund_order): the form's key makes a double submit
+    """The API's refund (payments.refund_flows.refund_order): the form's key makes a double submit
     return the first refund instead of making a second."""
     try:
-        made = payment_flows.refund_order(
+        made = refund_flows.refund_order(
             state.database(request),
             state.providers(request),
             order_id=order_id,

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from coffer.db import dialect
 from coffer.payments import disputes as payment_disputes
+from coffer.payments import refund_outcomes, settlement
 from coffer.payments import refunds as payment_refunds
 from coffer.payments import service as payments
-from coffer.payments import settlement
 from coffer.payments.refunds import Refund
 from coffer.payouts import payees as payout_payees
 from coffer.payouts import records as payout_records
@@ -304,12 +304,12 @@ def _apply_refund_event(session: Session, event: WebhookEvent, *, now: datetime)
                 raise PermanentWebhookError(
                     f"the provider reports refund {refund.id} succeeded, but it was failed here"
                 )
-            payment_refunds.complete_refund(
+            refund_outcomes.complete_refund(
                 session, refund_id=refund.id, provider_refund_id=event.refund_id, now=now
             )
         else:
             # Pending: released. Succeeded before: the booking is undone (the money came back).
-            payment_refunds.reverse_refund(
+            refund_outcomes.reverse_refund(
                 session,
                 refund_id=refund.id,
                 reason=event.failure_reason or "the provider failed the refund",

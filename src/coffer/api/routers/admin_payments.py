@@ -13,7 +13,7 @@ from coffer.api.deps import AdminPrincipal, DatabaseDep, clock_of, get_providers
 from coffer.api.idempotent import IdempotencyKeyHeader
 from coffer.api.pagination import Cursor, Limit, TimeBound, decode_cursor, encode_cursor, time_range
 from coffer.auth import USER_ID_LENGTH_MAX, USER_ID_PATTERN
-from coffer.payments import flows
+from coffer.payments import refund_flows
 from coffer.payments import refunds as refund_service
 from coffer.payments import service as payments
 from coffer.payments.schemas import (
@@ -111,7 +111,7 @@ def refund(
     """The refund takes two transactions around the provider's call, so its Idempotency-Key is
     kept on the refund itself: the same key and body return that refund as it now stands."""
     key = None if idempotency_key is None else idempotency.parse_key(idempotency_key)
-    made = flows.refund_order(
+    made = refund_flows.refund_order(
         database,
         get_providers(request),
         order_id=order_id,

@@ -24,7 +24,7 @@ from coffer.api.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from coffer.auth import Principal
 from coffer.config import DIAMOND
 from coffer.errors import Forbidden, ValidationFailed
-from coffer.escrow import flows, service
+from coffer.escrow import flows, records, service
 from coffer.escrow.schemas import (
     ESCROW_ID_PATTERN,
     DisputeIn,
@@ -48,16 +48,16 @@ Status = Literal[
 def _role(database: DatabaseDep, principal: Principal, escrow_id: str) -> str:
     """Who the caller is to this escrow: admin, payer or payee (anyone else: 404)."""
     if principal.is_admin:
-        return service.ADMIN
+        return records.ADMIN
     if not principal.is_user:
         raise Forbidden("escrows are moved by their payer, their payee or an admin")
     with database.read() as session:
-        escrow = service.get_escrow(session, escrow_id)
-    return service.role_of(escrow, user_id=principal.user_id, admin=False)
+        escrow = records.get_escrow(session, escrow_id)
+    return records.role_of(escrow, user_id=principal.user_id, admin=False)
 
 
 def _operator_reason(role: str, reason: str | None) -> None:
-    if role == service.ADMIN and reason is None:
+    if role == records.ADMIN and reason is None:
         raise ValidationFailed(
             "an operator's move needs a reason",
             fields=[{"field": "body.reason", "message": "required for an admin"}],
@@ -221,10 +221,10 @@ def get_escrow(
 ) -> EscrowEnvelope:
     _role(database, principal, escrow_id)
     with database.read() as session:
-        return EscrowEnvelope.of(service.get_escrow(session, escrow_id))
+        return EscrowEnvelope.of(records.get_escrow(session, escrow_id))
 
 
-def _page(found: list[service.Escrow], has_more: bool) -> EscrowPageOut:
+def _page(found: list[records.Escrow], has_more: bool) -> EscrowPageOut:
     next_cursor = None
     if has_more:
         next_cursor = encode_cursor([found[-1].created_at.isoformat(), found[-1].id])
@@ -243,7 +243,7 @@ def list_escrows(
 ) -> EscrowPageOut:
     before = decode_order_cursor(decode_cursor(cursor))
     with database.read() as session:
-        found, has_more = service.list_escrows(
+        found, has_more = records.list_escrows(
             session, limit=limit, before=before, party_id=principal.user_id, status=status
         )
     return _page(found, has_more)
@@ -259,5 +259,5 @@ def admin_escrows(
 ) -> EscrowPageOut:
     before = decode_order_cursor(decode_cursor(cursor))
     with database.read() as session:
-        found, has_more = service.list_escrows(session, limit=limit, before=before, status=status)
+        found, has_more = records.list_escrows(session, limit=limit, before=before, status=status)
     return _page(found, has_more)
