@@ -51,14 +51,14 @@ POOL_SIZE = 20
 POOL_OVERFLOW_MAX = 20
 POOL_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 10
-# PostgreSQL reads: their own pool (see the module docstring), beside the writes' POOL_SIZE,
-# sized like it for the thread pool's sync routes.
-READ_POOL_SIZE = POOL_SIZE
-READ_POOL_OVERFLOW_MAX = POOL_OVERFLOW_MAX
+# PostgreSQL reads: their own pool (see the module docstring). Up to the thread pool's 40
+# sync routes may read at once; most reads now await on the event loop (ASYNC_READ_POOL_SIZE).
+READ_POOL_SIZE = 10
+READ_POOL_OVERFLOW_MAX = 30
 # Reads awaited on the event loop are not capped by the thread pool: with an overflow, 64
 # concurrent gifts opened and closed a connection (a PostgreSQL backend) per request. They wait
-# for one of these instead, in line on the event loop.
-ASYNC_READ_POOL_SIZE = 20
+# in line on the event loop for one of these instead (a plan's reads take a millisecond).
+ASYNC_READ_POOL_SIZE = 10
 PING_AFTER_IDLE_S = 10.0
 _IDLE_SINCE = "coffer_idle_since"
 _READ_ONLY = "coffer_read_only"
