@@ -119,9 +119,16 @@ def get_accounts(conn: Connection, account_ids: Collection[int]) -> dict[int, Ac
 
 
 def accounts_of_owner(conn: Connection, *, owner_type: str, owner_id: str) -> list[Account]:
-    rows = conn.execute(
-        select(accounts)
-        .where(accounts.c.owner_type == owner_type, accounts.c.owner_id == owner_id)
-        .order_by(accounts.c.id)
-    )
+    rows = conn.execute(_OWNER_ACCOUNTS, {"owner_type": owner_type, "owner_id": owner_id})
     return [account_from_row(r) for r in rows]
+
+
+# Built once (a top-up's answer reads it inside the writer's batch, a statement per page).
+_OWNER_ACCOUNTS = (
+    select(accounts)
+    .where(
+        accounts.c.owner_type == bindparam("owner_type"),
+        accounts.c.owner_id == bindparam("owner_id"),
+    )
+    .order_by(accounts.c.id)
+)
