@@ -223,6 +223,35 @@ def test_a_release_with_a_key_answers_once(api: Api) -> None:
     assert get(api, escrow["id"])["released_amount"] == 100
 
 
+def test_copies_of_one_refund_that_arrive_together_answer_alike(api: Api) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coffer.payments.tables import refunds
+
+    escrow = funded(api)
+    copies = 6
+    barrier = threading.Barrier(copies)
+    headers = {**api.user("payer"), "Idempotency-Key": "refund-1"}
+
+    def refund(_: int) -> Any:
+        barrier.wait()
+        return move(api, escrow["id"], "refund", headers)
+
+    with ThreadPoolExecutor(copies) as pool:
+        answers = list(pool.map(refund, range(copies)))
+    assert [a.status_code for a in answers] == [200] * copies, [a.text for a in answers]
+    assert {a.json()["escrow"]["status"] for a in answers} == {"refunded"}
+    with api.database.read() as session:
+        made = session.execute(select(func.count()).select_from(refunds)).scalar_one()
+    assert made == 1
+    assert get(api, escrow["id"])["refunded_amount"] == escrow["amount"]
+    # Another reason under the same key is another request.
+    other = move(api, escrow["id"], "refund", headers, reason="changed my mind")
+    assert_error(other, 409, "idempotency_conflict")
+    assert_books_clean(api)
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole state machine, from the spec (API.md "Escrow"), not from the code's table.
 

@@ -54,3 +54,44 @@ def test_a_pending_refund_that_fails_puts_the_escrow_back(
         assert response.json()["escrow"]["status"] == "refunded", response.text
         assert inr_wallet(api, "seller") == 19_000
         assert_books_clean(api)
+
+
+def test_a_refund_whose_answer_was_lost_finishes_on_the_same_request_again(
+    db: Database, stripe_fake: StripeFake
+) -> None:
+    with make_api(db, **stripe_fake.settings_values()) as api:
+        escrow = stripe_escrow(api, stripe_fake)
+        headers = {**api.admin(), "Idempotency-Key": "refund-lost"}
+        stripe_fake.lose_next_responses(3)  # Stripe made the refund; no answer came back
+        first = move(api, escrow["id"], "refund", headers, reason="buyer asked")
+        assert first.status_code == 503, first.text
+        assert get(api, escrow["id"])["status"] == "refunding"
+        again = move(api, escrow["id"], "refund", headers, reason="buyer asked")
+        assert again.status_code == 200, again.text
+        assert again.json()["escrow"]["status"] == "refunded"
+        assert len(stripe_fake.refunds) == 1  # asked twice with one key: refunded once
+        replay = move(api, escrow["id"], "refund", headers, reason="buyer asked")
+        assert replay.content == again.content
+        assert replay.headers["Idempotent-Replayed"] == "true"
+        assert_books_clean(api)
+
+
+def test_the_same_request_after_its_refund_failed_is_refused_again_and_moves_nothing(
+    db: Database, stripe_fake: StripeFake
+) -> None:
+    with make_api(db, **stripe_fake.settings_values()) as api:
+        escrow = stripe_escrow(api, stripe_fake)
+        headers = {**api.admin(), "Idempotency-Key": "refund-failed"}
+        stripe_fake.refund_mode = "pending"
+        stripe_fake.lose_next_responses(3)
+        assert move(api, escrow["id"], "refund", headers, reason="buyer asked").status_code == 503
+        (refund_id,) = list(stripe_fake.refunds)
+        deliver(api, stripe_fake.settle_refund(refund_id, succeed=False))
+        back = get(api, escrow["id"])
+        assert (back["status"], back["left"]) == ("held", 50_000)
+        again = move(api, escrow["id"], "refund", headers, reason="buyer asked")
+        assert again.status_code == 502, again.text
+        assert again.json()["error"]["code"] == "provider_rejected"
+        assert get(api, escrow["id"]) == back
+        assert len(stripe_fake.refunds) == 1
+        assert_books_clean(api)

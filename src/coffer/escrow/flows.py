@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from coffer.db import Database, Writer
+from coffer.errors import IdempotencyConflict, ProviderRejected
 from coffer.escrow import records, service
 from coffer.escrow.records import Escrow
 from coffer.kit.clock import Clock
@@ -95,20 +96,31 @@ def refund_escrow(
     3. its answer booked (the refund's settlement hook makes the escrow `refunded`, or puts it
        back where it was if the provider refused). A provider that does not answer leaves the
        refund pending: the refund jobs ask again, and the hook finishes the escrow then.
+
+    The same request again (its `refund_key`: a copy that arrived together, or a retry after the
+    provider did not answer) finds the refund it began and carries on from there, instead of
+    being refused for the `refunding` state it put the escrow in itself.
     """
+    reason = reason or REFUND_REASON_DEFAULT
     with database.read() as session:
         planned = records.get_escrow(session, escrow_id)
-    records.check_move(planned, "refund", role)
+        earlier = _begun_by(session, planned, refund_key=refund_key, reason=reason)
+    if earlier is None:
+        records.check_move(planned, "refund", role)
 
-    def begin(session: Session) -> tuple[Escrow, Refund, payments.PaymentOrder]:
+    def begin(session: Session) -> tuple[Refund, payments.PaymentOrder]:
         escrow = records.get_escrow(session, escrow_id, for_update=True)
+        order = payments.get_order(session, escrow.order_id)
+        earlier = _begun_by(session, escrow, refund_key=refund_key, reason=reason)
+        if earlier is not None:
+            return earlier, order
         records.check_move(escrow, "refund", role)
         now = clock()
         refund, _ = refund_service.begin_refund(
             session,
             order_id=escrow.order_id,
             amount=escrow.left,
-            reason=reason or REFUND_REASON_DEFAULT,
+            reason=reason,
             force=False,
             actor=actor,
             idempotency_key=refund_key,
@@ -121,11 +133,29 @@ def refund_escrow(
                 session, escrow, actor=actor, action="escrow.refund", reason=reason, now=now,
                 details={"amount": refund.amount, "refund_id": refund.id},
             )  # fmt: skip
-        return escrow, refund, payments.get_order(session, escrow.order_id)
+        return refund, order
 
-    _, refund, order = writer.call(begin)
-    refund_flows.send_refund(
-        database, providers, refund=refund, order=order, clock=clock, writer=writer
-    )
+    refund, order = writer.call(begin)
+    if refund.status == "pending" and refund.provider_refund_id is None:
+        # Not yet known to have reached the provider: ask (again, with the same key).
+        refund_flows.send_refund(
+            database, providers, refund=refund, order=order, clock=clock, writer=writer
+        )
     with database.read() as session:
         return records.get_escrow(session, escrow_id)
+
+
+def _begun_by(session: Session, escrow: Escrow, *, refund_key: str, reason: str) -> Refund | None:
+    """The refund of this escrow that the request with `refund_key` began, if it did."""
+    refund = refund_service.find_by_key(
+        session, order_id=escrow.order_id, idempotency_key=refund_key
+    )
+    if refund is None:
+        return None
+    if refund.reason != reason.strip():
+        raise IdempotencyConflict("this idempotency key was used for a refund with another reason")
+    if refund.status == "failed":
+        # The first answer was the provider's refusal; the same request gets it again rather
+        # than a refund begun anew under a key that already names a failed one.
+        raise ProviderRejected(f"the provider refused this refund: {refund.failure_reason}")
+    return refund

@@ -73,6 +73,16 @@ def get_refund(session: Session, refund_id: str, *, for_update: bool = False) ->
     return refund_from_row(row)
 
 
+def find_by_key(session: Session, *, order_id: str, idempotency_key: str) -> Refund | None:
+    """The refund of `order_id` that a request with this idempotency key began, if any."""
+    row = session.execute(
+        select(refunds).where(
+            refunds.c.order_id == order_id, refunds.c.idempotency_key == idempotency_key
+        )
+    ).first()
+    return None if row is None else refund_from_row(row)
+
+
 def find_by_provider_refund(session: Session, provider_refund_id: str) -> Refund | None:
     row = session.execute(
         select(refunds).where(refunds.c.provider_refund_id == provider_refund_id)
