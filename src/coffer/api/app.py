@@ -73,6 +73,13 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
             session.connection().exec_driver_sql("SELECT 1")
         return {"status": "ok", "database": database.dialect}
 
+    # FastAPI matches a request against each included router in turn, trying every route of
+    # each (and the chosen router's again to handle it): a request pays for every router
+    # before its own, 5-10 µs each (bench/README.md, "Routing"). So the routers that apps call
+    # per user action come first, the ones operators call last; no two routers' paths overlap,
+    # so the order changes nothing else (OpenAPI lists paths in this order too).
+    for hot in (wallet_routes, gift_routes, call_routes, event_routes, stream_routes):
+        app.include_router(hot.router, prefix=API_PREFIX)
     app.include_router(health)
     # Where a Prometheus scrape config looks by default, and beside the rest of the API.
     app.include_router(metrics_routes.router)
@@ -81,14 +88,9 @@ def create_app(*, database: Database, **state: Any) -> FastAPI:
     app.include_router(auth_routes.router, prefix=API_PREFIX)
     app.include_router(user_routes.router, prefix=API_PREFIX)
     app.include_router(config_routes.router, prefix=API_PREFIX)
-    app.include_router(wallet_routes.router, prefix=API_PREFIX)
-    app.include_router(gift_routes.router, prefix=API_PREFIX)
-    app.include_router(call_routes.router, prefix=API_PREFIX)
     app.include_router(escrow_routes.router, prefix=API_PREFIX)
     app.include_router(payout_routes.router, prefix=API_PREFIX)
     app.include_router(subscription_routes.router, prefix=API_PREFIX)
-    app.include_router(event_routes.router, prefix=API_PREFIX)
-    app.include_router(stream_routes.router, prefix=API_PREFIX)
     app.include_router(webhook_routes.router, prefix=API_PREFIX)
     app.include_router(admin_payment_routes.router, prefix=API_PREFIX)
     app.include_router(admin_ledger_routes.router, prefix=API_PREFIX)

@@ -153,8 +153,14 @@ async def _topup_pair(conn: Connection, token: str, diamonds: int) -> None:
     _expect(status, body, 200, "verify")
 
 
-async def _setup(plan: Plan) -> int:
-    """Create every user (and the host) and fund them when the workload spends; untimed."""
+Connect = Callable[[], "Connection"]
+
+
+async def _setup(plan: Plan, connect: Connect | None = None) -> int:
+    """Create every user (and the host) and fund them when the workload spends; untimed.
+
+    `connect` makes a client's connection (default: TCP to the plan's host and port; bench/
+    asgi_cost.py passes one that calls the app in-process)."""
     errors = 0
     everyone = [*plan.users, *([plan.host_user] if plan.host_user else [])]
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -163,7 +169,7 @@ async def _setup(plan: Plan) -> int:
 
     async def worker() -> None:
         nonlocal errors
-        conn = Connection(plan.host, plan.port)
+        conn = connect() if connect else Connection(plan.host, plan.port)
         while not queue.empty():
             user = queue.get_nowait()
             try:
@@ -226,7 +232,7 @@ def _percentile(ordered: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def _drive(plan: Plan) -> dict[str, Any]:
+async def _drive(plan: Plan, connect: Connect | None = None) -> dict[str, Any]:
     latencies: list[float] = []
     opened_before = Connection.opened
     requests = 0
@@ -238,7 +244,7 @@ async def _drive(plan: Plan) -> dict[str, Any]:
     async def client(index: int) -> None:
         nonlocal requests, errors
         rng = random.Random(plan.seed * 1_000_003 + index)
-        conn = Connection(plan.host, plan.port)
+        conn = connect() if connect else Connection(plan.host, plan.port)
         while time.perf_counter() < deadline and len(latencies) + errors < plan.requests_max:
             count, operation = _operation(plan, rng)
             began = time.perf_counter()
