@@ -38,6 +38,8 @@ from coffer.ledger.queries import (
     balance_at,
     entries,
     history,
+    owner_accounts_from_rows,
+    owner_accounts_query,
     owner_accounts_with_totals,
     totals_by_type,
 )
@@ -158,6 +160,8 @@ __all__ = [
     "list_assets",
     "metadata",
     "open_account",
+    "owner_accounts_from_rows",
+    "owner_accounts_query",
     "owner_accounts_with_totals",
     "post_hold",
     "reverse",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -259,20 +259,31 @@ def owner_accounts_with_totals(
 ) -> OwnerAccounts:
     """An owner's accounts and their running totals by type, in one statement (one round trip,
     one snapshot): what a balance answer needs, however long the history."""
-    rows = session.connection().execute(
-        _owner_accounts_statement(), {"owner_type": owner_type, "owner_id": owner_id}
-    )
+    statement, params = owner_accounts_query(owner_type=owner_type, owner_id=owner_id)
+    return owner_accounts_from_rows(session.connection().execute(statement, params).mappings())
+
+
+def owner_accounts_query(*, owner_type: str, owner_id: str) -> tuple[Select[Any], dict[str, str]]:
+    """The statement `owner_accounts_with_totals` runs (built once) and its parameters, for a
+    caller that runs it on a connection of its own; `owner_accounts_from_rows` reads the rows."""
+    return _owner_accounts_statement(), {"owner_type": owner_type, "owner_id": owner_id}
+
+
+def owner_accounts_from_rows(rows: Iterable[Mapping[Any, Any]]) -> OwnerAccounts:
+    """`owner_accounts_query`'s rows (by column name) as accounts and totals."""
     found: dict[int, Account] = {}
     sums: dict[tuple[int, str], list[int]] = {}
     for row in rows:
-        if row.id not in found:
-            found[row.id] = repo.account_from_row(row)
-        if row.total_type is not None:
-            bucket = sums.setdefault((row.id, row.total_type), [0, 0, 0, 0])
-            bucket[0] += row.credit_amount
-            bucket[1] += row.credit_count
-            bucket[2] += row.debit_amount
-            bucket[3] += row.debit_count
+        account_id = row["id"]
+        if account_id not in found:
+            found[account_id] = repo.account_from_mapping(row)
+        total_type = row["total_type"]
+        if total_type is not None:
+            bucket = sums.setdefault((account_id, total_type), [0, 0, 0, 0])
+            bucket[0] += row["credit_amount"]
+            bucket[1] += row["credit_count"]
+            bucket[2] += row["debit_amount"]
+            bucket[3] += row["debit_count"]
     return OwnerAccounts(
         accounts=[found[key] for key in sorted(found)],
         totals=[TypeTotal(key[0], key[1], *v) for key, v in sorted(sums.items())],

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from coffer import ledger
+from coffer.db import Database
 from coffer.ledger import Account, Entry, Phase
 
 USER_KINDS = ("wallet", "earnings")
@@ -112,7 +113,19 @@ def user_accounts(session: Session, user_id: str, *, asset: str | None = None) -
 
 def balance(session: Session, user_id: str) -> Balance:
     """The user's accounts and totals: one statement, whatever the history's length."""
-    owned = ledger.owner_accounts_with_totals(session, owner_type="user", owner_id=user_id)
+    return _balance_of(
+        user_id, ledger.owner_accounts_with_totals(session, owner_type="user", owner_id=user_id)
+    )
+
+
+async def balance_async(database: Database, user_id: str) -> Balance:
+    """`balance`, awaited: the same statement, over the database's hottest-read path."""
+    statement, params = ledger.owner_accounts_query(owner_type="user", owner_id=user_id)
+    rows = await database.fetch_async(statement, params)
+    return _balance_of(user_id, ledger.owner_accounts_from_rows(rows))
+
+
+def _balance_of(user_id: str, owned: ledger.OwnerAccounts) -> Balance:
     accounts = [a for a in owned.accounts if a.kind in USER_KINDS]
     by_id = {a.id: a for a in accounts}
     purchased = gifts_sent = gifts_received = earned = withdrawn = 0

@@ -82,7 +82,7 @@ def _statement_cursor(cursor: str | None) -> tuple[int, int] | None:
 @router.get("/balance", summary="Balances of the caller's wallet and earnings, with totals")
 async def balance(principal: UserPrincipal, database: DatabaseDep) -> BalanceOut:
     assert principal.user_id is not None
-    return BalanceOut.of(await database.read_async(history.balance, principal.user_id))
+    return BalanceOut.of(await history.balance_async(database, principal.user_id))
 
 
 @router.get("/transactions", summary="The caller's statement, newest first")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -184,7 +184,11 @@ def transfer_from_insert(row: TransferRow) -> Transfer:
 
 
 def account_from_row(row: Row[Any]) -> Account:
-    m = row._mapping
+    return account_from_mapping(row._mapping)
+
+
+def account_from_mapping(m: Mapping[Any, Any]) -> Account:
+    """An account from its row's columns by name (a Row's `_mapping`, or a dict of them)."""
     return Account(
         id=m["id"],
         asset=m["asset"],
