@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from coffer import ledger
 from coffer.api import errors
@@ -201,7 +202,7 @@ def statement_csv_lines(
     responses=errors.responses(*errors.WITH_BODY, *errors.PROVIDER, 404, 409),
     summary="Open a payment order for diamonds (a package or a number of diamonds)",
 )
-def topup(
+async def topup(
     body: TopupIn,
     request: Request,
     principal: UserPrincipal,
@@ -210,28 +211,37 @@ def topup(
     idem: Idempotent,
 ) -> Response:
     assert principal.user_id is not None
-    # The provider is called before the transaction opens (see payments/flows.py), so a
-    # replay is answered first, without asking the provider again. Copies that get past this
-    # together send the provider the same request (ids derived from the key) and then queue on
-    # the idempotency claim in `run`: one records the order, the rest replay its answer.
-    if (replayed := idem.replay()) is not None:
+    user_id = principal.user_id
+    # The provider is called before anything is written (see payments/flows.py), so a replay
+    # is answered first, without asking the provider again. Copies that get past this together
+    # send the provider the same request (ids derived from the key) and then meet at the
+    # writer, which looks the key up under the ledger's write lock: one records the order, the
+    # rest replay its answer.
+    if idem.key is not None and (replayed := await run_in_threadpool(idem.replay)) is not None:
         return replayed
-    prepared = flows.prepare_topup(
-        get_providers(request),
-        shop,
-        user_id=principal.user_id,
-        package_id=body.package_id,
-        diamonds=body.diamonds,
-        currency=body.currency,
-        provider_name=body.provider,
-        default_provider=settings.default_provider,
-        request_key=idem.key,
-        request_fingerprint=idem.fingerprint,
-    )
-    now = clock_of(request)
-    return idem.run(
+    providers, now = get_providers(request), clock_of(request)
+
+    def plan() -> ledger.Work:
+        prepared = flows.prepare_topup(
+            providers,
+            shop,
+            user_id=user_id,
+            package_id=body.package_id,
+            diamonds=body.diamonds,
+            currency=body.currency,
+            provider_name=body.provider,
+            default_provider=settings.default_provider,
+            request_key=idem.key,
+            request_fingerprint=idem.fingerprint,
+        )
+        # The order row commits in the writer's shared batch, not in a transaction of its own.
+        return ledger.Work(None, after=lambda session, _, __: prepared.record(session, now=now()))
+
+    return await idem.commit(
+        get_writer(request),
+        plan,
         status_code=201,
-        work=lambda session: TopupOut(order=OrderOut.of(prepared.record(session, now=now()))),
+        shape=lambda order: TopupOut(order=OrderOut.of(order)),
     )
 
 
