@@ -227,6 +227,12 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def awaits_reads(self) -> bool:
+        """Reads are awaited on the event loop (PostgreSQL), so one more costs a round trip;
+        False (SQLite): each `read_async`/`fetch_async` is a hop to the thread pool."""
+        return self.async_reads.enabled
+
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """One write transaction: committed if the block succeeds, rolled back if it raises."""

@@ -21,7 +21,7 @@ from coffer.db import Database, pages
 from coffer.errors import NotFound, ValidationFailed
 from coffer.gifts.tables import gifts
 from coffer.ledger import Group, TransferRequest, Work
-from coffer.wallets import Agency
+from coffer.wallets import Agency, User
 from coffer.wallets import service as wallets
 from coffer.wallets.split import Split, split
 
@@ -59,6 +59,9 @@ def _gift(row: Row[Any]) -> Gift:
     return Gift(**{name: m[name] for name in Gift.__slots__})
 
 
+_AccountKey = tuple[str, str, str, str]  # (asset, owner_type, owner_id, kind)
+
+
 @dataclass(frozen=True, slots=True)
 class _Accounts:
     wallet: int
@@ -67,10 +70,9 @@ class _Accounts:
     platform: int
 
 
-def _find_accounts(
-    session: Session, *, sender_id: str, receiver_id: str, agency_id: str | None
-) -> _Accounts | None:
-    """The gift's accounts if every one exists already (the usual case: one read, no write)."""
+def _wanted_accounts(
+    *, sender_id: str, receiver_id: str, agency_id: str | None
+) -> dict[str, _AccountKey]:
     wanted = {
         "wallet": (DIAMOND, "user", sender_id, "wallet"),
         "host": (DIAMOND, "user", receiver_id, "earnings"),
@@ -78,7 +80,13 @@ def _find_accounts(
     }
     if agency_id is not None:
         wanted["agency"] = (DIAMOND, "agency", agency_id, "earnings")
-    found = ledger.find_accounts(session, list(wanted.values()))
+    return wanted
+
+
+def _accounts_if_all(
+    wanted: dict[str, _AccountKey], found: dict[_AccountKey, ledger.Account]
+) -> _Accounts | None:
+    """The gift's accounts if every one exists already (the usual case: no write)."""
     if len(found) != len(wanted):
         return None
     ids = {name: found[key].id for name, key in wanted.items()}
@@ -108,22 +116,42 @@ class _Parties:
     accounts: _Accounts | None  # None: one of them is not open yet
 
 
-def _read_parties(session: Session, *, sender_id: str, receiver_id: str) -> _Parties:
-    """Who gives and who receives, checked; the accounts if all exist (two or three reads)."""
-    found = wallets.find_users(session, [sender_id, receiver_id])
+def _receiver_of(found: dict[str, User], *, sender_id: str, receiver_id: str) -> User:
+    """Who gives and who receives, checked: the receiver."""
     if sender_id not in found:
         raise NotFound(f"no user {sender_id}: it has no wallet to give from", user_id=sender_id)
     wallets.ensure_may_spend(found[sender_id])  # a frozen sender gives nothing (403)
     receiver = found.get(receiver_id)
     if receiver is None:
         raise NotFound(f"no user {receiver_id}", user_id=receiver_id)
-    agency = None
-    if receiver.agency_id is not None:
-        agency = wallets.get_agency(session, receiver.agency_id)
-    accounts = _find_accounts(
-        session, sender_id=sender_id, receiver_id=receiver_id, agency_id=receiver.agency_id
+    return receiver
+
+
+def _read_parties(session: Session, *, sender_id: str, receiver_id: str) -> _Parties:
+    """The parties checked, the receiver's agency, the accounts if all exist: one session."""
+    found = wallets.find_users(session, [sender_id, receiver_id])
+    receiver = _receiver_of(found, sender_id=sender_id, receiver_id=receiver_id)
+    agency_id = receiver.agency_id
+    agency = None if agency_id is None else wallets.get_agency(session, agency_id)
+    wanted = _wanted_accounts(sender_id=sender_id, receiver_id=receiver_id, agency_id=agency_id)
+    accounts = _accounts_if_all(wanted, ledger.find_accounts(session, list(wanted.values())))
+    return _Parties(agency=agency, agency_id=agency_id, accounts=accounts)
+
+
+async def _fetch_parties(database: Database, *, sender_id: str, receiver_id: str) -> _Parties:
+    """`_read_parties` over the database's hottest-read path: each read one round trip on
+    the event loop, with no session (two or three statements)."""
+    found = await wallets.find_users_async(database, [sender_id, receiver_id])
+    receiver = _receiver_of(found, sender_id=sender_id, receiver_id=receiver_id)
+    agency_id = receiver.agency_id
+    agency = None if agency_id is None else await wallets.get_agency_async(database, agency_id)
+    wanted = _wanted_accounts(sender_id=sender_id, receiver_id=receiver_id, agency_id=agency_id)
+    query = ledger.find_accounts_query(list(wanted.values()))
+    assert query is not None
+    found_accounts = ledger.accounts_by_key(await database.fetch_async(*query))
+    return _Parties(
+        agency=agency, agency_id=agency_id, accounts=_accounts_if_all(wanted, found_accounts)
     )
-    return _Parties(agency=agency, agency_id=receiver.agency_id, accounts=accounts)
 
 
 async def plan_send_gift(
@@ -139,7 +167,7 @@ async def plan_send_gift(
     call_id: str | None,
 ) -> Work:
     """Validate a gift and return its unit of work: reads only (awaited on the event loop,
-    `Database.read_async`), unless an account is new (opened in a worker thread)."""
+    `Database.fetch_async`), unless an account is new (opened in a worker thread)."""
     if (diamonds is None) == (gift_type is None):
         raise ValidationFailed(
             "give exactly one of diamonds and gift_type",
@@ -160,7 +188,12 @@ async def plan_send_gift(
             "a gift cannot be sent to oneself",
             fields=[{"field": "body.receiver_id", "message": "is the sender"}],
         )
-    parties = await database.read_async(_read_parties, sender_id=sender_id, receiver_id=receiver_id)
+    if database.awaits_reads:  # PostgreSQL: each read a round trip on the event loop
+        parties = await _fetch_parties(database, sender_id=sender_id, receiver_id=receiver_id)
+    else:  # SQLite: one hop to the thread pool for all of them
+        parties = await database.read_async(
+            _read_parties, sender_id=sender_id, receiver_id=receiver_id
+        )
     accounts = parties.accounts
     if accounts is None:
         accounts = await database.write_async(

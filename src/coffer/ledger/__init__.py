@@ -43,6 +43,7 @@ from coffer.ledger.queries import (
     owner_accounts_with_totals,
     totals_by_type,
 )
+from coffer.ledger.repository import accounts_by_key, find_accounts_query
 from coffer.ledger.service import (
     accounts_of_owner,
     create_hold,
@@ -136,6 +137,7 @@ __all__ = [
     "VerifyReport",
     "VoidHold",
     "Work",
+    "accounts_by_key",
     "accounts_of_owner",
     "apply_work",
     "balance_at",
@@ -149,6 +151,7 @@ __all__ = [
     "expire_holds",
     "find_account",
     "find_accounts",
+    "find_accounts_query",
     "find_by_idempotency",
     "get_account",
     "get_accounts",

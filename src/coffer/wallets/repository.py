@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,25 +41,34 @@ class Agency:
 
 
 def _user(row: Row[Any]) -> User:
+    return user_from_mapping(row._mapping)
+
+
+def user_from_mapping(m: Mapping[Any, Any]) -> User:
+    """A user from its row's columns by name (a Row's `_mapping`, or a dict of them)."""
     return User(
-        id=row.id,
-        display_name=row.display_name,
-        agency_id=row.agency_id,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        frozen_at=row.frozen_at,
-        frozen_reason=row.frozen_reason,
-        frozen_by=row.frozen_by,
+        id=m["id"],
+        display_name=m["display_name"],
+        agency_id=m["agency_id"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        frozen_at=m["frozen_at"],
+        frozen_reason=m["frozen_reason"],
+        frozen_by=m["frozen_by"],
     )
 
 
 def _agency(row: Row[Any]) -> Agency:
+    return agency_from_mapping(row._mapping)
+
+
+def agency_from_mapping(m: Mapping[Any, Any]) -> Agency:
     return Agency(
-        id=row.id,
-        name=row.name,
-        commission_bps=row.commission_bps,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=m["id"],
+        name=m["name"],
+        commission_bps=m["commission_bps"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
     )
 
 
@@ -68,12 +78,20 @@ def find_user(conn: Connection, user_id: str) -> User | None:
 
 
 def find_users(conn: Connection, user_ids: list[str]) -> dict[str, User]:
-    if len(user_ids) > _PREBUILT_IDS_MAX:
+    query = users_query(user_ids)
+    if query is None:
         rows = conn.execute(select(users).where(users.c.id.in_(user_ids)))
     else:  # the hot case (a gift's two parties): a statement built and compiled once
-        params = {f"id{i}": user_id for i, user_id in enumerate(user_ids)}
-        rows = conn.execute(_users_by_id(len(user_ids)), params)
+        rows = conn.execute(*query)
     return {row.id: _user(row) for row in rows}
+
+
+def users_query(user_ids: list[str]) -> tuple[Select[Any], dict[str, str]] | None:
+    """`find_users`' statement (built once per count) and parameters for a few ids, for a
+    caller that runs it on a connection of its own; None for more than a few."""
+    if not 0 < len(user_ids) <= _PREBUILT_IDS_MAX:
+        return None
+    return _users_by_id(len(user_ids)), {f"id{i}": user_id for i, user_id in enumerate(user_ids)}
 
 
 _PREBUILT_IDS_MAX = 8
@@ -139,8 +157,13 @@ def set_frozen(
 
 
 def find_agency(conn: Connection, agency_id: str) -> Agency | None:
-    row = conn.execute(_AGENCY_BY_ID, {"agency_id": agency_id}).first()
+    row = conn.execute(*agency_query(agency_id)).first()
     return None if row is None else _agency(row)
+
+
+def agency_query(agency_id: str) -> tuple[Select[Any], dict[str, str]]:
+    """`find_agency`'s statement (built once) and parameters."""
+    return _AGENCY_BY_ID, {"agency_id": agency_id}
 
 
 _AGENCY_BY_ID = select(agencies).where(agencies.c.id == bindparam("agency_id"))

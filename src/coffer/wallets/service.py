@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from coffer import ledger, oplog
 from coffer.auth.principal import USER_ID_PATTERN, is_user_id
 from coffer.config import DIAMOND, ShopConfig
+from coffer.db import Database
 from coffer.errors import AccountFrozen, InvalidState, NotFound, ValidationFailed
 from coffer.kit.clock import utc_now
 from coffer.kit.money import BPS_PER_UNIT
@@ -106,6 +107,14 @@ def find_user(session: Session, user_id: str) -> User | None:
 def find_users(session: Session, user_ids: list[str]) -> dict[str, User]:
     """The users that exist among `user_ids`, by id, in one read."""
     return repo.find_users(session.connection(), user_ids)
+
+
+async def find_users_async(database: Database, user_ids: list[str]) -> dict[str, User]:
+    """`find_users` for a few ids, over the database's hottest-read path (`fetch_async`)."""
+    query = repo.users_query(user_ids)
+    assert query is not None, "a few ids at a time"
+    users = (repo.user_from_mapping(row) for row in await database.fetch_async(*query))
+    return {user.id: user for user in users}
 
 
 def get_user(session: Session, user_id: str) -> User:
@@ -241,7 +250,16 @@ def find_agency(session: Session, agency_id: str) -> Agency | None:
 
 
 def get_agency(session: Session, agency_id: str) -> Agency:
-    found = repo.find_agency(session.connection(), agency_id)
+    return _found_agency(repo.find_agency(session.connection(), agency_id), agency_id)
+
+
+async def get_agency_async(database: Database, agency_id: str) -> Agency:
+    """`get_agency` over the database's hottest-read path (`fetch_async`)."""
+    rows = await database.fetch_async(*repo.agency_query(agency_id))
+    return _found_agency(repo.agency_from_mapping(rows[0]) if rows else None, agency_id)
+
+
+def _found_agency(found: Agency | None, agency_id: str) -> Agency:
     if found is None:
         raise NotFound(f"no agency {agency_id}", agency_id=agency_id)
     return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Select, bindparam, select, tuple_
 
 from coffer.ledger.repository._common import (
     _chunks,
+    account_from_mapping,
     account_from_row,
     dialect_insert,
 )
@@ -55,14 +56,30 @@ def find_accounts(conn: Connection, keys: Collection[AccountKey]) -> dict[Accoun
     """The accounts that exist among `keys`, in one query."""
     if not keys:
         return {}
-    if len(keys) > _PREBUILT_KEYS_MAX:
+    query = find_accounts_query(keys)
+    if query is None:
         rows = conn.execute(select(accounts).where(tuple_(*_KEY_COLUMNS).in_(list(keys))))
     else:  # the hot case (a gift's three or four accounts): built and compiled once
-        params = {f"k{i}_{j}": part for i, key in enumerate(keys) for j, part in enumerate(key)}
-        rows = conn.execute(_accounts_by_key(len(keys)), params)
+        rows = conn.execute(*query)
+    return accounts_by_key(row._mapping for row in rows)
+
+
+def find_accounts_query(
+    keys: Collection[AccountKey],
+) -> tuple[Select[Any], dict[str, str]] | None:
+    """`find_accounts`' statement (built once per count) and parameters for a few keys, for a
+    caller that runs it on a connection of its own; None for more than a few."""
+    if not 0 < len(keys) <= _PREBUILT_KEYS_MAX:
+        return None
+    params = {f"k{i}_{j}": part for i, key in enumerate(keys) for j, part in enumerate(key)}
+    return _accounts_by_key(len(keys)), params
+
+
+def accounts_by_key(rows: Iterable[Mapping[Any, Any]]) -> dict[AccountKey, Account]:
+    """Account rows (by column name) by their (asset, owner_type, owner_id, kind)."""
     found = {}
     for row in rows:
-        account = account_from_row(row)
+        account = account_from_mapping(row)
         found[(account.asset, account.owner_type, account.owner_id, account.kind)] = account
     return found
 
