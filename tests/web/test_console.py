@@ -284,12 +284,15 @@ def test_a_double_submitted_refund_form_refunds_once(page: Page, console: Consol
     session = {c["name"]: c["value"] for c in page.context.cookies()}
     url = f"{console.root}/console/orders/{console.order_id}/refund"
     body = {**fields, "amount": "100", "reason": "twice"}
+    with console.api() as api:  # what other tests on this server refunded before
+        before = api.get(f"/admin/payment-orders/{console.order_id}").json()["refunds"]
     with httpx.Client(cookies=session) as client:
         answers = [client.post(url, data=body).status_code for _ in range(2)]
     assert answers == [303, 303]
     with console.api() as api:
         refunds = api.get(f"/admin/payment-orders/{console.order_id}").json()["refunds"]
-    assert sorted(r["amount"] for r in refunds) == [100, 500]
+    made = [r for r in refunds if r["id"] not in {b["id"] for b in before}]
+    assert [(r["amount"], r["reason"]) for r in made] == [(100, "twice")]
 
 
 def test_freeze_a_wallet(page: Page, console: Console) -> None:
@@ -333,7 +336,8 @@ def test_the_tiles_follow_the_event_stream(page: Page, console: Console) -> None
             "/wallet/send-gift", json={"receiver_id": "host", "diamonds": 1}, headers=fan
         )
         assert sent.status_code == 201, sent.text
-    expect(page.locator("[data-tile=gifts]")).to_have_text(str(before + 1), timeout=8_000)
+    # Well inside the 30 s timer, with room for a machine busy with the rest of the suite.
+    expect(page.locator("[data-tile=gifts]")).to_have_text(str(before + 1), timeout=15_000)
     with console.api() as api:  # the stream asks for a signed-in console session
         assert api.get(f"{console.root}/console/live").status_code in (303, 401, 403)
 
