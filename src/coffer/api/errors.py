@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coffer.errors import CofferError, RateLimited
@@ -92,7 +93,7 @@ _STATUS_MEANING = {
 }
 # What every operation may answer: bad input anywhere (control characters in the path or query
 # included) and an unexpected failure.
-ANY = (422, 500)
+ANY = (422, 500, 503)  # 503: the database did not answer (retry)
 AUTHENTICATED = (*ANY, 401, 403, 429)
 WITH_BODY = (400, 413)
 PROVIDER = (502, 503)
@@ -168,6 +169,21 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database went away under a read or a write of the request's own (a restart, a
+    # failover, a connection cut): nothing was committed for it, so it is safe to retry.
+    # SQLAlchemy invalidates the pool's connections; the next request gets fresh ones.
+    log.warning(
+        "database_unavailable",
+        path=request.url.path,
+        method=request.method,
+        error=str(getattr(exc, "orig", exc))[:300],
+    )
+    return error_response(
+        "unavailable", "the database did not answer; retry", headers={"Retry-After": "1"}
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, method=request.method, exc_info=exc)
     return error_response("internal_error", "something went wrong on our side")
@@ -179,4 +195,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LedgerError, _coffer_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
